@@ -1,0 +1,5 @@
+import sys
+
+from spinemetrics.cli import main
+
+sys.exit(main())

@@ -152,7 +152,9 @@ class Image:
         return cls(array=data, affine=img.affine, meta=dict(meta))
 
 
-def canonical_transform(affine: np.ndarray, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def canonical_transform(
+    affine: np.ndarray, shape: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray]:
     """Orientation transform (nibabel ``ornt``) and new affine that bring ``affine`` to RAS+."""
     ornt_src = nib.orientations.io_orientation(affine)
     transform = nib.orientations.ornt_transform(ornt_src, nib.orientations.axcodes2ornt("RAS"))

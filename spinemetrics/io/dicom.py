@@ -22,6 +22,7 @@ import pydicom
 import SimpleITK as sitk
 
 from spinemetrics.errors import InputError
+from spinemetrics.io._shape import LPS_TO_RAS
 from spinemetrics.io.itk import sitk_to_array_affine
 from spinemetrics.provenance import file_sha256
 
@@ -41,8 +42,13 @@ class DicomSeries:
     protocol: str
     modality: str | None
     normal_lps: np.ndarray
+    row_dir_lps: np.ndarray = field(default_factory=lambda: np.array([1.0, 0.0, 0.0]))
+    col_dir_lps: np.ndarray = field(default_factory=lambda: np.array([0.0, 1.0, 0.0]))
+    pixel_spacing_rc: tuple[float, float] = (1.0, 1.0)
+    slice_thickness: float | None = None
     files: list[Path] = field(default_factory=list)
     positions_mm: list[float] = field(default_factory=list)
+    ipp_lps: list[np.ndarray] = field(default_factory=list)
     rows: int = 0
     columns: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -113,7 +119,7 @@ def find_dicom_series(folder: str | Path) -> list[DicomSeries]:
         if iop is None or ipp is None or "Rows" not in ds:
             continue  # DICOMDIR, structured reports, presentation states …
         try:
-            iop_f = tuple(round(float(v), 4) for v in iop)
+            iop_f = tuple(round(float(v), 3) for v in iop)  # grouping key only
             ipp_f = tuple(float(v) for v in ipp)
         except (TypeError, ValueError):
             continue
@@ -123,31 +129,46 @@ def find_dicom_series(folder: str | Path) -> list[DicomSeries]:
         groups.setdefault(key, []).append((path, ds))
 
     series: list[DicomSeries] = []
-    for (uid, iop_f), items in groups.items():
-        row = np.asarray(iop_f[:3])
-        col = np.asarray(iop_f[3:])
+    for (uid, _), items in groups.items():
+        iop_f = [float(v) for v in items[0][1].ImageOrientationPatient]
+        # Direction cosines are stored rounded: renormalise so spacing stays exact.
+        row = np.asarray(iop_f[:3]) / (np.linalg.norm(iop_f[:3]) or 1.0)
+        col = np.asarray(iop_f[3:]) / (np.linalg.norm(iop_f[3:]) or 1.0)
         normal = np.cross(row, col)
         normal /= np.linalg.norm(normal) or 1.0
         first = items[0][1]
+        try:
+            ps = tuple(float(v) for v in first.get("PixelSpacing", [0.0, 0.0]))[:2]
+        except (TypeError, ValueError):
+            ps = (0.0, 0.0)
+        try:
+            thick = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 0)
+        except (TypeError, ValueError):
+            thick = 0.0
         s = DicomSeries(
             uid=uid,
             description=_text(first, "SeriesDescription"),
             protocol=_text(first, "ProtocolName"),
             modality=_text(first, "Modality") or None,
             normal_lps=normal,
+            row_dir_lps=row,
+            col_dir_lps=col,
+            pixel_spacing_rc=ps if len(ps) == 2 else (0.0, 0.0),
+            slice_thickness=thick or None,
             rows=int(first.get("Rows", 0) or 0),
             columns=int(first.get("Columns", 0) or 0),
         )
-        by_pos: dict[float, tuple[int, Path]] = {}
+        by_pos: dict[float, tuple[int, Path, np.ndarray]] = {}
         n_dupes = 0
         for path, ds in items:
-            pos = round(float(np.dot([float(v) for v in ds.ImagePositionPatient], normal)), 3)
+            ipp = np.array([float(v) for v in ds.ImagePositionPatient])
+            pos = round(float(np.dot(ipp, normal)), 3)
             inst = int(ds.get("InstanceNumber", 0) or 0)
             if pos in by_pos:
                 n_dupes += 1
                 if inst >= by_pos[pos][0]:
                     continue
-            by_pos[pos] = (inst, path)
+            by_pos[pos] = (inst, path, ipp)
         if n_dupes:
             s.warnings.append(
                 f"series {uid or s.description!r}: {n_dupes} files share a slice position "
@@ -156,6 +177,7 @@ def find_dicom_series(folder: str | Path) -> list[DicomSeries]:
         for pos in sorted(by_pos):
             s.positions_mm.append(pos)
             s.files.append(by_pos[pos][1])
+            s.ipp_lps.append(by_pos[pos][2])
         series.append(s)
     return series
 
@@ -231,6 +253,30 @@ def select_series(
     return best, warnings
 
 
+def _affine_from_tags(s: DicomSeries, warnings: list[str]) -> np.ndarray:
+    """RAS+ affine from ImageOrientation/Position and PixelSpacing of the sorted slices.
+
+    Computed here rather than taken from ITK so that the slice axis is the true step between
+    slice positions (correct for gantry tilt) and non-orthogonal rounding in the headers
+    cannot make ITK fall back to an identity direction.
+    """
+    dr, dc = s.pixel_spacing_rc
+    lps = np.eye(4)
+    lps[:3, 0] = s.row_dir_lps * dc  # index i runs along a row: column spacing
+    lps[:3, 1] = s.col_dir_lps * dr  # index j runs down the rows: row spacing
+    if len(s.ipp_lps) > 1:
+        lps[:3, 2] = (s.ipp_lps[-1] - s.ipp_lps[0]) / (len(s.ipp_lps) - 1)
+    else:
+        lps[:3, 2] = s.normal_lps * (s.slice_thickness or 0.0)
+    lps[:3, 3] = s.ipp_lps[0]
+    if abs(float(np.dot(s.row_dir_lps, s.col_dir_lps))) > 1e-3:
+        warnings.append(
+            f"DICOM series {s.description!r}: ImageOrientationPatient row and column "
+            "directions are not perpendicular; the geometry may be distorted"
+        )
+    return LPS_TO_RAS @ lps
+
+
 def _series_sha256(files: list[Path]) -> str:
     digest = hashlib.sha256()
     for f in files:
@@ -254,7 +300,11 @@ def read_series(s: DicomSeries) -> tuple[np.ndarray, np.ndarray, dict]:
             f"cannot read the pixel data of DICOM series {s.description or s.uid!r}; a file "
             "is corrupt or compressed with an unsupported transfer syntax"
         ) from None
-    array, affine = sitk_to_array_affine(img, s.description or "DICOM series")
+    array, _ = sitk_to_array_affine(img, s.description or "DICOM series")
+    if len(names) > 1 or array.ndim == 2:
+        affine = _affine_from_tags(s, warnings)
+    else:
+        _, affine = sitk_to_array_affine(img, s.description or "DICOM series")  # multi-frame
     if len(s.positions_mm) > 2:
         gaps = np.diff(s.positions_mm)
         if np.ptp(gaps) > 0.01 * max(abs(float(np.median(gaps))), 1e-6):

@@ -57,6 +57,10 @@ def image_format(path: str | os.PathLike[str]) -> str:
     for suffix, fmt in _READ_SUFFIXES.items():
         if name.endswith(suffix):
             return fmt
+    if p.is_file():
+        with open(p, "rb") as fh:
+            if fh.read(132)[128:] == b"DICM":  # DICOM part 10 files often have no extension
+                return "dicom"
     raise InputError(
         f"{p.name}: unknown image type; use .nii/.nii.gz, .mha/.mhd, .nrrd or a DICOM folder"
     )

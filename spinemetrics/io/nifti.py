@@ -7,13 +7,14 @@ orientation is then a guess).
 
 from __future__ import annotations
 
+import gzip
 import logging
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from spinemetrics.errors import InputError
+from spinemetrics.errors import ImageGeometryError, InputError
 
 __all__ = ["read_nifti", "write_nifti"]
 
@@ -38,6 +39,26 @@ def _sniff(path: Path) -> None:
         raise InputError(
             f"{path.name} is not a NIfTI file (bad header size); check that the file is really "
             "an image and re-export it"
+        )
+
+
+def _check_raw_pixdim(path: Path) -> None:
+    """Refuse zero/negative/NaN voxel sizes *before* nibabel silently turns them into 1 mm."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        block = fh.read(540)
+    try:
+        hdr = nib.Nifti1Header(binaryblock=block[:348], check=False)
+        if int(hdr["sizeof_hdr"]) not in (348,):
+            hdr = nib.Nifti2Header(binaryblock=block, check=False)
+    except Exception:  # header unreadable: let nibabel's own error stand
+        return
+    ndim = max(1, min(3, int(hdr["dim"][0])))
+    pixdim = np.asarray(hdr["pixdim"][1 : ndim + 1], dtype=float)
+    if np.any(~np.isfinite(pixdim)) or np.any(pixdim <= 0):
+        raise ImageGeometryError(
+            f"{path.name} has missing or zero voxel spacing in its header (pixdim "
+            f"{pixdim.tolist()}) and no sform; fix the header before using it"
         )
 
 
@@ -75,6 +96,8 @@ def read_nifti(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     sform_code = int(header["sform_code"]) if "sform_code" in header else 0
     qform_code = int(header["qform_code"]) if "qform_code" in header else 0
     affine = np.asarray(img.affine, dtype=np.float64)
+    if sform_code == 0:
+        _check_raw_pixdim(path)
     if sform_code == 0 and qform_code == 0:
         warnings.append(
             f"{path.name} has neither sform nor qform; orientation guessed from pixdim only "

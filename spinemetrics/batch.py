@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from spinemetrics._version import __version__
 from spinemetrics.atomic import atomic_path, atomic_write_text
@@ -489,7 +490,7 @@ def _warm_segmenter(segmenter: Any, device: str) -> None:
             return
 
 
-class _WorkerSetup:
+class _WorkerSetup(WorkerPlugin):
     """dask WorkerPlugin: one thread per library, model loaded once when the worker starts."""
 
     name = "spinemetrics-setup"
@@ -522,7 +523,7 @@ def _make_client(workers: int, scheduler: str | None) -> tuple[Any, Any]:
     with dask.config.set({"distributed.nanny.pre-spawn-environ": {
             "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None, silence_logs=logging.ERROR)
+                               dashboard_address=":0", silence_logs=logging.ERROR)
     return Client(cluster), cluster
 
 

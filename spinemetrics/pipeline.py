@@ -396,46 +396,18 @@ def _write_report(
     seg: Image,
     levels: Image | None,
     table: pd.DataFrame,
-    zscores: Any,
+    zscores: pd.DataFrame | None,
     prov: dict[str, Any],
     warnings: list[str],
 ) -> bool:
-    """Call :func:`spinemetrics.report.subject_report` with whatever it accepts."""
+    """Write the subject report; ``False`` (and a warning) when the report module is absent."""
     try:
         from spinemetrics.report import subject_report
     except ImportError:
         warnings.append("subject report skipped: spinemetrics.report is not available")
         return False
-    available = {
-        "image": image,
-        "seg": seg,
-        "levels": levels,
-        "table": table,
-        "measurements": table,
-        "zscores": zscores,
-        "norms": zscores,
-        "provenance": prov,
-        "warnings": list(warnings),
-        "title": f"{prov.get('subject', '')} {prov.get('scan', '')}".strip(),
-        "subject": prov.get("subject"),
-        "scan": prov.get("scan"),
-    }
-    params = inspect.signature(subject_report).parameters
-    accepts_any = any(p.kind == p.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in available.items() if k in params or accepts_any}
-    out_kw = next((k for k in ("out", "path", "out_path", "output") if k in params), None)
-    with atomic_path(path) as tmp:
-        if out_kw:
-            result = subject_report(**{out_kw: tmp}, **kwargs)
-        else:
-            result = subject_report(**kwargs)
-        if isinstance(result, str) and not tmp.stat().st_size:
-            tmp.write_text(result, encoding="utf-8")
-        elif isinstance(result, Path) and result != tmp and result.exists():
-            tmp.write_bytes(result.read_bytes())
-        if not tmp.stat().st_size:
-            raise SpinemetricsError("report writer produced an empty file; check the report "
-                                    "module version")
+    subject_report(image, seg, levels, table, path, provenance=prov, zscores=zscores,
+                   warnings=list(warnings), subject=str(prov.get("subject") or "") or None)
     return True
 
 
@@ -593,7 +565,7 @@ def analyze(
     outputs["provenance"] = out_dir / f"{stem}_provenance.json"
     atomic_write_text(outputs["provenance"], json.dumps(prov, indent=2, default=str))
     for w in prov["warnings"]:
-        log.warning("%s/%s: %s", subject, scan, w)
+        log.info("%s/%s: %s", subject, scan, w)
     return AnalysisResult(
         subject=subject,
         scan=scan,

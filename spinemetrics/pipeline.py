@@ -370,24 +370,16 @@ def _derive_levels(seg: Image) -> tuple[Image | None, list[str]]:
 
 
 # ---------------------------------------------------------------------------- reporting
-def _normative_scores(table: pd.DataFrame, covariates: dict[str, Any] | None) -> Any:
-    """z-scores against the shipped norms, when the stats package provides them."""
-    try:
-        from spinemetrics.stats import norms as norms_mod
-    except ImportError:
+def _normative_scores(
+    table: pd.DataFrame, subject: str, covariates: dict[str, Any] | None
+) -> pd.DataFrame | None:
+    """z-scores against the shipped norms; ``None`` without age and sex (norms need both)."""
+    if not covariates or not {"age", "sex"} <= set(covariates):
         return None
-    for name in ("zscores", "normative_zscores", "z_scores", "score"):
-        fn = getattr(norms_mod, name, None)
-        if callable(fn):
-            kwargs: dict[str, Any] = {}
-            params = inspect.signature(fn).parameters
-            if covariates and "covariates" in params:
-                kwargs["covariates"] = covariates
-            for key in ("age", "sex"):
-                if covariates and key in params and key in covariates:
-                    kwargs[key] = covariates[key]
-            return fn(table, **kwargs)
-    return None
+    from spinemetrics.stats.norms import load_default_norms, zscores
+
+    cov = pd.DataFrame([{**covariates, "subject": subject}])
+    return zscores(table, cov, load_default_norms())
 
 
 def _write_report(
@@ -550,8 +542,8 @@ def analyze(
         zscores = None
         with _stage("norms", timings):
             try:
-                zscores = _normative_scores(table, covariates)
-            except SpinemetricsError as exc:
+                zscores = _normative_scores(table, subject, covariates)
+            except (SpinemetricsError, ImportError) as exc:
                 warnings.append(f"normative z-scores skipped: {exc}")
         with _stage("report", timings):
             rpath = out_dir / f"{stem}_report.html"

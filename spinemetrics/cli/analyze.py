@@ -27,6 +27,8 @@ def analyze_cmd(
         help="cnn (default), sidecar[:DIR] to reuse existing <stem>_seg.nii.gz label maps, "
         "or package.module:function.",
     ),
+    age: float = typer.Option(None, help="Age in years, for normative z-scores in the report."),
+    sex: str = typer.Option(None, help="Sex (F or M), for normative z-scores in the report."),
     csv: bool = typer.Option(False, "--csv", help="Write the table as CSV instead of Parquet."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Log warnings and details."),
 ) -> None:
@@ -44,6 +46,11 @@ def analyze_cmd(
     if len(images) > 1 and (subject or scan):
         fail("--subject/--scan apply to a single image; use `spinemetrics batch` with a "
              "manifest for many")
+    covariates = None
+    if age is not None or sex is not None:
+        if sex is not None and sex.upper() not in ("F", "M"):
+            fail(f"--sex must be F or M, got {sex!r}")
+        covariates = {k: v for k, v in (("age", age), ("sex", sex and sex.upper())) if v}
     console = stderr_console()
     failures: list[str] = []
     with scan_progress(console) as progress:
@@ -53,7 +60,7 @@ def analyze_cmd(
             try:
                 res = analyze(image, out, subject=subject, scan=scan, device=device,
                               report=report, series=series, segmenter=segmenter,
-                              table_format="csv" if csv else "parquet")
+                              covariates=covariates, table_format="csv" if csv else "parquet")
             except AnalysisError as exc:
                 failures.append(f"{image}: {exc}")
             else:

@@ -1,0 +1,312 @@
+"""Vectorised GEE (exchangeable) and random-intercept linear mixed model estimators.
+
+statsmodels' ``GEE`` and ``MixedLM`` loop over clusters in Python, which takes minutes per
+model for 10⁵ subjects. For the two models spinemetrics needs, all per-cluster algebra has a
+closed form, so it is done here with group sums over the whole array at once:
+
+* **GEE, exchangeable working correlation** (Liang & Zeger 1986, R57). The inverse of the
+  exchangeable correlation of a cluster of size m is ``(I − c·J)/(1 − α)`` with
+  ``c = α / (1 + (m − 1)α)``, so ``DᵀV⁻¹D`` and ``DᵀV⁻¹r`` need only per-cluster column
+  sums. The iteration, the moment estimators of α and φ (with the same degrees-of-freedom
+  corrections) and the robust sandwich covariance reproduce
+  ``statsmodels.genmod.GEE(..., cov_struct=Exchangeable()).fit()``; the tests check this.
+* **Linear mixed model with a random subject intercept**, REML. With ``γ = τ²/σ²`` the
+  cluster covariance is ``σ²(I + γJ)``, its inverse ``(I − γ/(1 + mγ)·J)/σ²`` and its
+  determinant ``σ^{2m}(1 + mγ)``, so the REML log-likelihood profiled over β and σ² is a
+  function of γ alone, maximised by a bounded 1-D search. Fixed-effect covariance is
+  ``σ²(XᵀV⁻¹X)⁻¹`` (expected information, as lme4 and nlme report); estimates equal
+  ``statsmodels MixedLM(reml=True)``, standard errors agree to < 1 % (statsmodels inverts the
+  observed information).
+
+Every fit returns a :class:`Fit`; failures return ``converged=False`` with NaN numbers and a
+reason, never numbers that look valid.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import optimize
+
+__all__ = ["Fit", "gee_exchangeable", "mixedlm_random_intercept"]
+
+# |log-odds| beyond this means odds ratios > 10⁸: the data are (quasi-)separated.
+_SEPARATION_LOGIT = 18.0
+
+
+@dataclass
+class Fit:
+    """Result of one model fit.
+
+    Attributes
+    ----------
+    params, bse : numpy.ndarray
+        Estimates and standard errors (NaN when not converged).
+    converged : bool
+        Whether the fit converged to a usable optimum.
+    n_obs, n_groups : int
+        Observations and clusters used.
+    extra : dict
+        Method-specific values (``alpha``, ``scale``, ``tau2``, ``sigma2``, ``n_iter``).
+    warning : str
+        Why a fit is not usable, or a caveat ("" when none).
+    """
+
+    params: np.ndarray
+    bse: np.ndarray
+    converged: bool
+    n_obs: int
+    n_groups: int
+    extra: dict = field(default_factory=dict)
+    warning: str = ""
+
+    @classmethod
+    def failed(cls, p: int, n_obs: int, n_groups: int, reason: str) -> Fit:
+        nan = np.full(p, np.nan)
+        return cls(nan, nan.copy(), False, n_obs, n_groups, {}, reason)
+
+
+class _Groups:
+    """Rows sorted by cluster, with fast per-cluster sums."""
+
+    def __init__(self, groups: np.ndarray) -> None:
+        codes, _ = _factorize(groups)
+        self.order = np.argsort(codes, kind="stable")
+        sorted_codes = codes[self.order]
+        self.starts = np.flatnonzero(np.r_[True, sorted_codes[1:] != sorted_codes[:-1]])
+        self.sizes = np.diff(np.r_[self.starts, len(sorted_codes)])
+        self.row_group = np.repeat(np.arange(len(self.starts)), self.sizes)
+        self.n_groups = len(self.starts)
+
+    def sum(self, x: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(x, self.starts, axis=0)
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    uniq, codes = np.unique(np.asarray(values), return_inverse=True)
+    return codes.ravel(), uniq
+
+
+def _glm_start(y: np.ndarray, x: np.ndarray, family: str) -> np.ndarray | None:
+    """Independence-model start (OLS or logistic IRLS), as statsmodels GEE uses a GLM."""
+    if family == "gaussian":
+        beta, *_ = np.linalg.lstsq(x, y, rcond=None)
+        return beta
+    beta = np.zeros(x.shape[1])
+    for _ in range(100):
+        eta = np.clip(x @ beta, -30, 30)
+        mu = 1.0 / (1.0 + np.exp(-eta))
+        w = np.clip(mu * (1 - mu), 1e-12, None)
+        z = eta + (y - mu) / w
+        xw = x * w[:, None]
+        try:
+            new = np.linalg.solve(x.T @ xw, xw.T @ z)
+        except np.linalg.LinAlgError:
+            return None
+        if not np.all(np.isfinite(new)):
+            return None
+        done = np.max(np.abs(new - beta)) < 1e-10 * (1 + np.max(np.abs(beta)))
+        beta = new
+        if done:
+            break
+    return beta
+
+
+def gee_exchangeable(
+    y: np.ndarray,
+    x: np.ndarray,
+    groups: np.ndarray,
+    family: str = "gaussian",
+    *,
+    maxiter: int = 100,
+    tol: float = 1e-9,
+) -> Fit:
+    """GEE with exchangeable working correlation and robust (sandwich) covariance.
+
+    Parameters
+    ----------
+    y : numpy.ndarray
+        Outcome (0/1 for ``family="binomial"``).
+    x : numpy.ndarray
+        Design matrix (n × p), including the intercept column.
+    groups : numpy.ndarray
+        Cluster id per row (subject).
+    family : {"gaussian", "binomial"}
+        Identity link for Gaussian, logit link for binomial.
+    maxiter, tol : int, float
+        Iteration limit; convergence when every update is below ``tol·(1 + |β|)``.
+
+    Returns
+    -------
+    Fit
+        ``extra`` holds ``alpha`` (working correlation), ``scale`` and ``n_iter``.
+    """
+    y = np.asarray(y, float)
+    x = np.asarray(x, float)
+    n, p = x.shape
+    grp = _Groups(groups)
+    if n <= p:
+        return Fit.failed(p, n, grp.n_groups, "fewer observations than parameters")
+    y, x = y[grp.order], x[grp.order]
+    m_row = grp.sizes[grp.row_group].astype(float)
+    binomial = family == "binomial"
+    beta = _glm_start(y, x, family)
+    if beta is None or not np.all(np.isfinite(beta)):
+        return Fit.failed(p, n, grp.n_groups, "starting GLM fit failed (separation or singular)")
+    if binomial and np.max(np.abs(beta)) > _SEPARATION_LOGIT:
+        return Fit.failed(
+            p,
+            n,
+            grp.n_groups,
+            "(quasi-)complete separation: a term predicts the"
+            " finding perfectly; estimates would be infinite",
+        )
+    n_pairs = float(np.sum(grp.sizes * (grp.sizes - 1) / 2.0))
+
+    def moments(beta):
+        eta = x @ beta
+        if binomial:
+            mu = 1.0 / (1.0 + np.exp(-np.clip(eta, -30, 30)))
+            var = np.clip(mu * (1 - mu), 1e-12, None)
+            dmat = x * var[:, None]
+        else:
+            mu, var, dmat = eta, np.ones(n), x
+        return mu, np.sqrt(var), dmat
+
+    def solve_terms(alpha, mu, sdev, dmat):
+        # V⁻¹ applied to D and r, cluster by cluster via group sums (statsmodels'
+        # Exchangeable.covariance_matrix_solve, vectorised).
+        c_row = alpha / (1.0 - alpha) / (1.0 + alpha * (m_row - 1.0))
+        d1 = dmat / sdev[:, None]
+        vinv_d = (d1 / (1 - alpha) - c_row[:, None] * grp.sum(d1)[grp.row_group]) / sdev[:, None]
+        r1 = (y - mu) / sdev
+        vinv_r = (r1 / (1 - alpha) - c_row * grp.sum(r1)[grp.row_group]) / sdev
+        return vinv_d, vinv_r
+
+    def update_alpha(mu, sdev):
+        resid = (y - mu) / sdev
+        ssr = float(resid @ resid)
+        scale = ssr / (n - p)
+        gs = grp.sum(resid)
+        gss = grp.sum(resid * resid)
+        pair_sum = float(np.sum((gs**2 - gss) / 2.0)) / scale
+        if n_pairs - p <= 0:
+            return 0.0, scale
+        return pair_sum / (n_pairs - p), scale
+
+    alpha, scale = 0.0, math.nan
+    mu, sdev, dmat = moments(beta)
+    converged = False
+    it = 0
+    for it in range(1, maxiter + 1):
+        vinv_d, vinv_r = solve_terms(alpha, mu, sdev, dmat)
+        bmat = dmat.T @ vinv_d
+        score = dmat.T @ vinv_r
+        try:
+            step = np.linalg.solve(bmat, score)
+        except np.linalg.LinAlgError:
+            return Fit.failed(p, n, grp.n_groups, "singular GEE update (collinear terms?)")
+        beta = beta + step
+        mu, sdev, dmat = moments(beta)
+        new_alpha, scale = update_alpha(mu, sdev)
+        small = np.all(np.abs(step) <= tol * (1.0 + np.abs(beta)))
+        if small and abs(new_alpha - alpha) <= tol and it > 1:
+            alpha = new_alpha
+            converged = True
+            break
+        alpha = new_alpha
+        if not (-1.0 / max(grp.sizes.max() - 1, 1) < alpha < 1.0):
+            return Fit.failed(p, n, grp.n_groups, f"working correlation left (-1, 1): {alpha:.3g}")
+    if binomial and np.max(np.abs(beta)) > _SEPARATION_LOGIT:
+        return Fit.failed(
+            p,
+            n,
+            grp.n_groups,
+            "(quasi-)complete separation: a term predicts the"
+            " finding perfectly; estimates would be infinite",
+        )
+    if not converged or not np.all(np.isfinite(beta)):
+        return Fit.failed(p, n, grp.n_groups, f"GEE did not converge in {maxiter} iterations")
+    vinv_d, vinv_r = solve_terms(alpha, mu, sdev, dmat)
+    bmat = dmat.T @ vinv_d
+    u = grp.sum(dmat * vinv_r[:, None])
+    cmat = u.T @ u
+    try:
+        bmati = np.linalg.inv(bmat)
+    except np.linalg.LinAlgError:
+        return Fit.failed(p, n, grp.n_groups, "singular GEE information matrix")
+    cov = bmati @ cmat @ bmati
+    bse = np.sqrt(np.clip(np.diag(cov), 0, None))
+    return Fit(beta, bse, True, n, grp.n_groups, {"alpha": alpha, "scale": scale, "n_iter": it})
+
+
+def mixedlm_random_intercept(y: np.ndarray, x: np.ndarray, groups: np.ndarray) -> Fit:
+    """Linear mixed model ``y = Xβ + b_subject + ε`` fitted by REML.
+
+    Parameters
+    ----------
+    y, x, groups : numpy.ndarray
+        Outcome, design matrix (with intercept) and cluster id per row.
+
+    Returns
+    -------
+    Fit
+        ``extra`` holds ``sigma2`` (residual variance), ``tau2`` (random-intercept
+        variance), ``icc`` and ``reml_loglik`` (up to a constant).
+    """
+    y = np.asarray(y, float)
+    x = np.asarray(x, float)
+    n, p = x.shape
+    grp = _Groups(groups)
+    if n <= p:
+        return Fit.failed(p, n, grp.n_groups, "fewer observations than parameters")
+    y, x = y[grp.order], x[grp.order]
+    m = grp.sizes.astype(float)
+    sx = grp.sum(x)  # G × p
+    sy = grp.sum(y)
+    xtx, xty, yty = x.T @ x, x.T @ y, float(y @ y)
+    if np.linalg.matrix_rank(xtx) < p:
+        return Fit.failed(p, n, grp.n_groups, "design matrix is rank deficient (collinear terms)")
+
+    def parts(gamma):
+        c = gamma / (1.0 + m * gamma)
+        a = xtx - (sx * c[:, None]).T @ sx
+        b = xty - (sx * c[:, None]).T @ sy
+        beta = np.linalg.solve(a, b)
+        # r'(I - cJ)r summed over clusters, from the sufficient statistics.
+        rsum = sy - sx @ beta
+        q = yty - 2 * beta @ xty + beta @ xtx @ beta - float(np.sum(c * rsum**2))
+        return a, beta, q
+
+    def neg_loglik(log_gamma):
+        gamma = math.exp(log_gamma)
+        a, _, q = parts(gamma)
+        if q <= 0:
+            return np.inf
+        sign, logdet = np.linalg.slogdet(a)
+        return 0.5 * ((n - p) * math.log(q / (n - p)) + np.sum(np.log1p(m * gamma)) + logdet)
+
+    lo, hi = math.log(1e-8), math.log(1e4)
+    grid = np.linspace(lo, hi, 25)
+    vals = [neg_loglik(g) for g in grid]
+    k = int(np.argmin(vals))
+    a_, b_ = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+    res = optimize.minimize_scalar(
+        neg_loglik, bounds=(a_, b_), method="bounded", options={"xatol": 1e-10}
+    )
+    if not res.success or not np.isfinite(res.fun):
+        return Fit.failed(p, n, grp.n_groups, "REML optimisation failed")
+    gamma = math.exp(res.x)
+    warning = ""
+    if res.x <= lo + 1e-3:
+        gamma = 0.0
+        warning = "random-intercept variance estimated at 0 (boundary)"
+    a, beta, q = parts(gamma)
+    sigma2 = q / (n - p)
+    cov = sigma2 * np.linalg.inv(a)
+    bse = np.sqrt(np.clip(np.diag(cov), 0, None))
+    tau2 = gamma * sigma2
+    extra = {"sigma2": sigma2, "tau2": tau2, "icc": tau2 / (tau2 + sigma2), "reml_loglik": -res.fun}
+    return Fit(beta, bse, True, n, grp.n_groups, extra, warning)

@@ -106,3 +106,28 @@ def phantom():
 @pytest.fixture()
 def table():
     return subject_table()
+
+
+def fake_stats(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Contract §6 correlations (real Spearman on ``table``) and models (fixed known rows)."""
+    rows = []
+    for measure, grp in table[table["side"].isin(["", "L"])].groupby("measure"):
+        wide = grp.pivot_table(index="subject", columns="level", values="value")
+        if wide.shape[1] < 2:
+            continue
+        rho = wide.corr(method="spearman")
+        cols = list(wide.columns)
+        for i, a in enumerate(cols):
+            for b in cols[i + 1:]:
+                rows.append({"measure": measure, "level_a": a, "level_b": b,
+                             "n": int(wide[[a, b]].dropna().shape[0]), "rho": rho.loc[a, b],
+                             "ci_low": np.nan, "ci_high": np.nan, "p_value": 1e-3,
+                             "q_value": 2e-3, "side": grp["side"].iloc[0]})
+    corr = pd.DataFrame(rows)
+    models = pd.DataFrame([
+        {"measure": "dural_sac_area_mm2", "term": t, "estimate": e, "std_error": 1.0,
+         "ci_low": e - 2, "ci_high": e + 2, "p_value": 0.01, "q_value": 0.02,
+         "method": "gee_exchangeable", "n_subjects": 100, "n_obs": 500}
+        for t, e in (("Intercept", 150.0), ("age", -0.6), ("sex[M]", 3.0), ("level[L4-L5]", -12.0))
+    ])
+    return corr, models

@@ -15,9 +15,9 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pydicom
 import SimpleITK as sitk
 
@@ -25,6 +25,9 @@ from spinemetrics.errors import InputError
 from spinemetrics.io._shape import LPS_TO_RAS
 from spinemetrics.io.itk import sitk_to_array_affine
 from spinemetrics.provenance import file_sha256
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["DicomSeries", "find_dicom_series", "list_dicom_series", "select_series", "read_series"]
 
@@ -196,6 +199,8 @@ def list_dicom_series(folder: str | Path) -> pd.DataFrame:
         Columns ``uid, description, protocol, modality, n_slices, orientation,
         obliquity_deg, rows, columns``; one row per series, the default choice first.
     """
+    import pandas as pd
+
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder} is not a folder; give the folder that holds the DICOM files")

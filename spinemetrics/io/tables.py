@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from spinemetrics.atomic import atomic_path
 from spinemetrics.errors import InputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["write_table", "read_table"]
 
@@ -41,6 +43,8 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
     """
     out = Path(path)
     fmt = _fmt(out)
+    if not hasattr(df, "to_parquet"):
+        raise InputError("write_table needs a pandas DataFrame")
     with atomic_path(out) as tmp:
         if fmt == "parquet":
             df.to_parquet(tmp, index=False)
@@ -55,6 +59,8 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     String columns ``level``, ``side``, ``qc``, ``subject``, ``scan`` keep empty strings
     (not NaN) so that ``side == ""`` round-trips through CSV.
     """
+    import pandas as pd
+
     p = Path(path)
     if not p.is_file():
         raise InputError(f"file not found: {p}; check the path")

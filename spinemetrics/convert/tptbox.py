@@ -22,6 +22,8 @@ cauda equina) is the contract's ``thecal_sac``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from spinemetrics.convert._common import (
@@ -118,7 +120,8 @@ def convert(
         raise_unknown(img, bad, source)
     warnings: list[str] = []
     if fix_swaps:
-        arr, w = fix_cord_canal_swap(arr, 60, 61, img.meta.get("source_path", "label map"))
+        name = Path(str(img.meta.get("source_path", "label map"))).name
+        arr, w = fix_cord_canal_swap(arr, 60, 61, name)
         warnings += w
     present = [int(i) for i in np.unique(arr) if i]
     dropped = [i for i in present if SUBREGION[i] is None]

@@ -82,7 +82,7 @@ def _prepare(table: pd.DataFrame, covariates: pd.DataFrame | None) -> _Prepared:
         if "age" in cov.columns:
             a = pd.to_numeric(cov["age"], errors="coerce").to_numpy(dtype=float)
             age[ok] = a[idx[ok]]
-    side = (table["side"].astype(str).to_numpy() if "side" in table.columns
+    side = (table["side"].fillna("").astype(str).to_numpy() if "side" in table.columns
             else np.full(len(table), "", object))
     return _Prepared(
         values=pd.to_numeric(table["value"], errors="coerce").to_numpy(dtype=float),

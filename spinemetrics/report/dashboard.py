@@ -35,14 +35,10 @@ _COVARIATE_NAMES = ("covariates.parquet", "covariates.csv")
 
 
 def _read(path: Path) -> pd.DataFrame:
-    name = path.name.lower()
-    if name.endswith(".parquet"):
-        return pd.read_parquet(path)
-    if name.endswith((".csv", ".csv.gz")):
-        return pd.read_csv(path, keep_default_na=True, dtype={"side": str, "subject": str})
-    if name.endswith(".tsv"):
-        return pd.read_csv(path, sep="\t", dtype={"side": str, "subject": str})
-    raise InputError(f"cannot read {path.name}; give a .csv or .parquet file")
+    """Read a measurement/covariates/statistics table (empty strings stay empty, not NaN)."""
+    from spinemetrics.io import read_table
+
+    return read_table(path)
 
 
 def load_stats(source: Any) -> dict[str, pd.DataFrame | None]:
@@ -106,6 +102,9 @@ def _corr_payload(corr: pd.DataFrame | None) -> dict:
         raise InputError("correlations table lacks columns "
                          f"{sorted(need - set(corr.columns))}; expected contract §6 columns")
     c = corr.copy()
+    for col in ("rho", "q_value", "n"):
+        if col in c.columns:
+            c[col] = pd.to_numeric(c[col], errors="coerce")
     c["side"] = c["side"].fillna("").astype(str) if "side" in c.columns else ""
     out: dict = {}
     for (measure, side), grp in c.groupby(["measure", "side"], sort=False):
@@ -123,7 +122,7 @@ def _corr_payload(corr: pd.DataFrame | None) -> dict:
             for a, b in ((i, j), (j, i)):
                 rho[a, b] = r.rho
                 q[a, b] = getattr(r, "q_value", np.nan)
-                cnt[a, b] = getattr(r, "n", 0)
+                cnt[a, b] = getattr(r, "n", 0) if np.isfinite(getattr(r, "n", 0)) else 0
         out.setdefault(str(measure), {})[side] = {
             "levels": order,
             "rho": [[_nan_to_none(v) for v in row] for row in rho],
@@ -148,6 +147,9 @@ def _models_payload(models: pd.DataFrame | None) -> list[dict]:
                         "p_value", "q_value", "method", "n_subjects", "n_obs", "side")
             if c in models.columns]
     m = models[keep].copy()
+    for col in keep:
+        if col not in ("measure", "term", "method", "side"):
+            m[col] = pd.to_numeric(m[col], errors="coerce")
     m = m[np.isfinite(pd.to_numeric(m["estimate"], errors="coerce"))]
     if "side" in m.columns:
         m["side"] = m["side"].fillna("").astype(str)

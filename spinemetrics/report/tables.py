@@ -178,12 +178,18 @@ def wide_tables_html(table: pd.DataFrame, flags: dict[tuple[str, str, str, str],
 
 def zscore_table_html(zscores: pd.DataFrame, threshold: float = 1.96) -> str:
     """Normative comparison table: z-score, centile and a flag when |z| ≥ ``threshold``."""
-    z = zscores.copy()
+    z = zscores.copy().reset_index(drop=True)
     zcol = next((c for c in ("z", "zscore", "z_score") if c in z.columns), None)
     ccol = next((c for c in ("centile", "percentile") if c in z.columns), None)
     if zcol is None and ccol is None:
         raise InputError("zscores table needs a 'z' (or 'zscore') or 'centile' column; "
                          "pass the per-subject output of the stats norms step")
+    if "norm_flag" in z.columns:
+        # Rows without a reference cell carry no information for the reader.
+        z = z[~z["norm_flag"].isin(["no_norm", "no_covariates"])]
+        if z.empty:
+            return ("<p>No normative reference available for these measures (normative "
+                    "comparison needs age, sex and a reference cell).</p>")
     if "side" not in z.columns:
         z["side"] = ""
     z["side"] = z["side"].fillna("")
@@ -197,11 +203,11 @@ def zscore_table_html(zscores: pd.DataFrame, threshold: float = 1.96) -> str:
 
         z["centile"] = norm.cdf(pd.to_numeric(z[zcol], errors="coerce")) * 100.0
         ccol = "centile"
-    z["_abs"] = pd.to_numeric(z[zcol], errors="coerce").abs()
-    z["_lv"] = z["level"].astype(str)
+    z["absz"] = pd.to_numeric(z[zcol], errors="coerce").abs()
+    z["lvname"] = z["level"].astype(str)
     order = {lv: i for i, lv in enumerate(
-        lumbar_order([lv for lv in z["_lv"].unique() if _level_kind(lv) != "spine"]))}
-    z["_o"] = z["_lv"].map(lambda lv: order.get(lv, 999))
+        lumbar_order([lv for lv in z["lvname"].unique() if _level_kind(lv) != "spine"]))}
+    z["_o"] = z["lvname"].map(lambda lv: order.get(lv, 999))
     z = z.sort_values(["_o", "measure", "side"])
     rows = []
     n_flag = 0
@@ -214,11 +220,13 @@ def zscore_table_html(zscores: pd.DataFrame, threshold: float = 1.96) -> str:
             n_flag += 1
             flag = "below normal range" if zv < 0 else "above normal range"
             cls = " class=\"sev1\""
+        if str(getattr(r, "norm_flag", "")) == "extrapolated":
+            flag = (flag + "; " if flag else "") + "age outside the reference range"
         val = getattr(r, "value", float("nan"))
         unit = UNIT_TEXT.get(str(getattr(r, "unit", "")), "")
         val_text = _fmt_value(float(val), str(getattr(r, "unit", ""))) if pd.notna(val) else "—"
         rows.append(
-            f"<tr{cls}><td>{esc(r._lv)}</td><td>{esc(measure_title(str(r.measure)))}"
+            f"<tr{cls}><td>{esc(r.lvname)}</td><td>{esc(measure_title(str(r.measure)))}"
             f"{esc(' (' + r.side + ')' if r.side else '')}</td>"
             f"<td>{esc(val_text)} {esc(unit)}</td>"
             f"<td>{esc(f'{zv:+.2f}' if math.isfinite(zv) else '—')}</td>"

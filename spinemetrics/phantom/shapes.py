@@ -1,0 +1,169 @@
+"""Shape primitives of the phantom, evaluated on arbitrary points in the anatomical frame.
+
+Every shape answers ``inside(x, y, z) -> bool array`` for coordinate arrays of any (equal or
+broadcastable) shape, and carries an anatomical bounding box so that rendering only
+evaluates it on the voxels that can be inside. ``x, y, z`` are anatomical millimetres
+(x → patient right, y → anterior, z → superior, spine in the plane x = 0).
+
+A shape may also answer ``core(x, y, z)``: the part that gets a different *tissue* (sub-label
+for image synthesis only: cancellous marrow inside the cortical shell, nucleus inside the
+annulus). ``core`` never changes the semantic label.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Array = np.ndarray
+
+
+@dataclass
+class Shape:
+    """Base class: semantic label, level id, tissue id(s) and an anatomical bounding box."""
+
+    label: int
+    level: int
+    tissue: int
+    lo: np.ndarray = field(repr=False)
+    hi: np.ndarray = field(repr=False)
+    core_tissue: int | None = None
+    name: str = ""
+
+    def inside(self, x: Array, y: Array, z: Array) -> Array:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def core(self, x: Array, y: Array, z: Array) -> Array | None:
+        return None
+
+
+def _frame_coords(x: Array, y: Array, z: Array, centre: np.ndarray, axes: np.ndarray):
+    """Local coordinates of points in the frame with origin ``centre`` and column ``axes``."""
+    dx, dy, dz = x - centre[0], y - centre[1], z - centre[2]
+    q0 = dx * axes[0, 0] + dy * axes[1, 0] + dz * axes[2, 0]
+    q1 = dx * axes[0, 1] + dy * axes[1, 1] + dz * axes[2, 1]
+    q2 = dx * axes[0, 2] + dy * axes[1, 2] + dz * axes[2, 2]
+    return q0, q1, q2
+
+
+class EllipticSlab(Shape):
+    """Elliptic cylinder clipped by two planes (vertebral body, disc, sacral segment).
+
+    The cylinder axis passes through ``centre`` along ``u``; its cross-section ⟂ ``u`` is an
+    ellipse with semi-axes ``r_ap`` along ``a`` (anterior) and ``r_lr`` along x. Points are
+    inside when inside the ellipse, on the positive side of the lower plane and the negative
+    side of the upper plane (planes given by a point and a cranially pointing unit normal).
+    """
+
+    def __init__(self, label, level, tissue, centre, u, a, r_ap, r_lr, lower, upper,
+                 core_tissue=None, shell_mm=0.0, core_scale=None, name=""):
+        self.centre = np.asarray(centre, float)
+        self.axes = np.column_stack([[1.0, 0.0, 0.0], a, u])
+        self.r_ap, self.r_lr = float(r_ap), float(r_lr)
+        self.lower = (np.asarray(lower[0], float), np.asarray(lower[1], float))
+        self.upper = (np.asarray(upper[0], float), np.asarray(upper[1], float))
+        self.shell_mm = shell_mm
+        self.core_scale = core_scale  # (ap, lr, height) fractions for a nucleus-like core
+        ext = max(r_ap, r_lr) + 0.5 * np.linalg.norm(self.upper[0] - self.lower[0]) + 8.0
+        c = 0.5 * (self.lower[0] + self.upper[0])
+        super().__init__(label, level, tissue, c - ext, c + ext, core_tissue, name)
+
+    def _plane_side(self, x, y, z, plane):
+        p, n = plane
+        return (x - p[0]) * n[0] + (y - p[1]) * n[1] + (z - p[2]) * n[2]
+
+    def inside(self, x, y, z):
+        q0, q1, _ = _frame_coords(x, y, z, self.centre, self.axes)
+        m = (q0 / self.r_lr) ** 2 + (q1 / self.r_ap) ** 2 <= 1.0
+        m &= self._plane_side(x, y, z, self.lower) >= 0.0
+        m &= self._plane_side(x, y, z, self.upper) <= 0.0
+        return m
+
+    def core(self, x, y, z):
+        q0, q1, q2 = _frame_coords(x, y, z, self.centre, self.axes)
+        if self.core_scale is not None:
+            fa, fl, fh = self.core_scale
+            lo = self._plane_side(x, y, z, self.lower)
+            up = -self._plane_side(x, y, z, self.upper)
+            h = lo + up
+            rel = (lo - up) / np.maximum(h, 1e-6)  # −1 lower plane … +1 upper plane
+            return ((q0 / (fl * self.r_lr)) ** 2 + ((q1 + 0.08 * self.r_ap) / (fa * self.r_ap)) ** 2
+                    + (rel / fh) ** 2) <= 1.0
+        if self.shell_mm <= 0:
+            return None
+        s = self.shell_mm
+        m = (q0 / (self.r_lr - s)) ** 2 + (q1 / (self.r_ap - s)) ** 2 <= 1.0
+        m &= self._plane_side(x, y, z, self.lower) >= s
+        m &= self._plane_side(x, y, z, self.upper) <= -s
+        return m
+
+
+class SuperEllipsoid(Shape):
+    """``Σ |q_i / h_i|^p ≤ 1`` in a local frame (processes, laminae, ala, organs)."""
+
+    def __init__(self, label, level, tissue, centre, axes, half, power=2.0, core_tissue=None,
+                 shell_mm=0.0, name=""):
+        self.centre = np.asarray(centre, float)
+        self.axes = np.asarray(axes, float)
+        self.half = np.asarray(half, float)
+        self.power = float(power)
+        self.shell_mm = shell_mm
+        ext = np.abs(self.axes) @ self.half + 0.5
+        super().__init__(label, level, tissue, self.centre - ext, self.centre + ext,
+                         core_tissue, name)
+
+    def _value(self, x, y, z, shrink=0.0):
+        q = _frame_coords(x, y, z, self.centre, self.axes)
+        p = self.power
+        h = np.maximum(self.half - shrink, 0.3)
+        return sum(np.abs(qi / hi) ** p for qi, hi in zip(q, h))
+
+    def inside(self, x, y, z):
+        return self._value(x, y, z) <= 1.0
+
+    def core(self, x, y, z):
+        if self.shell_mm <= 0:
+            return None
+        return self._value(x, y, z, self.shell_mm) <= 1.0
+
+
+class Capsule(Shape):
+    """Tapered capsule: points within ``r(t)`` of segment ``p0→p1`` (linear radius)."""
+
+    def __init__(self, label, level, tissue, p0, p1, r0, r1, name="", core_tissue=None):
+        self.p0, self.p1 = np.asarray(p0, float), np.asarray(p1, float)
+        self.r0, self.r1 = float(r0), float(r1)
+        r = max(r0, r1) + 0.5
+        lo = np.minimum(self.p0, self.p1) - r
+        hi = np.maximum(self.p0, self.p1) + r
+        super().__init__(label, level, tissue, lo, hi, core_tissue, name)
+
+    def inside(self, x, y, z):
+        d = self.p1 - self.p0
+        L2 = float(d @ d)
+        t = ((x - self.p0[0]) * d[0] + (y - self.p0[1]) * d[1] + (z - self.p0[2]) * d[2]) / L2
+        t = np.clip(t, 0.0, 1.0)
+        dx = x - (self.p0[0] + t * d[0])
+        dy = y - (self.p0[1] + t * d[1])
+        dz = z - (self.p0[2] + t * d[2])
+        r = self.r0 + t * (self.r1 - self.r0)
+        return dx * dx + dy * dy + dz * dz <= r * r
+
+
+class FuncShape(Shape):
+    """Shape given by a function ``f(x, y, z) -> bool`` (canal tube, muscles, outline)."""
+
+    def __init__(self, label, level, tissue, lo, hi, func: Callable, name="",
+                 core: Callable | None = None, core_tissue=None):
+        self.func = func
+        self._core = core
+        super().__init__(label, level, tissue, np.asarray(lo, float), np.asarray(hi, float),
+                         core_tissue, name)
+
+    def inside(self, x, y, z):
+        return self.func(x, y, z)
+
+    def core(self, x, y, z):
+        return None if self._core is None else self._core(x, y, z)

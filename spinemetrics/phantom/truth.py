@@ -1,0 +1,186 @@
+"""Exact truth table of a phantom, in the contract §5 long format.
+
+Closed forms (from :mod:`spinemetrics.phantom.model`):
+
+* disc heights: distance between the two endplate planes along the disc axis ``u`` on the
+  lines ``M + t·a + s·u`` with t = +0.4 D (anterior, 10 % of depth from the anterior rim),
+  0 (middle), −0.4 D (posterior); depth = D (AP extent of the section ⟂ u at mid-height);
+  Farfan index = (Ha + Hp)/D; wedge = angle between the two planes (lordotic +);
+  volume = π/4·D·W·Hm (exact for planar endplates).
+* vertebral heights / depth / volume likewise; wedge index = Ha/Hp.
+* segmental angle (disc) = superior endplate of the upper vs the lower vertebra;
+  lumbar lordosis (``L1-S1``) = L1 superior vs S1 superior endplate; slip = (P2 − P1)·a1 /
+  (AP extent of the lower superior endplate) × 100, P1/P2 = centres of the lower superior /
+  upper inferior endplates (points on the body axes), a1 = AP axis of the lower endplate.
+* sacral slope = angle between the S1 plate and the *world* AP axis projected on the
+  mid-sagittal plane (so it changes with a sagittal rotation of the phantom, unlike every
+  other measure, which is invariant).
+* canal: dural sac area = π·r_ap·r_lr and AP = 2·r_ap at the arc length where the disc (body)
+  mid-plane crosses the canal centreline; canal AP = the parameter (posterior body wall to the
+  anterior face of the spinolaminar block along the body AP axis at the body centre).
+* ligamentum flavum thickness = the band thickness parameter (maximal inscribed diameter).
+
+By dense sampling of the analytic shapes (never of the rendered voxels):
+
+* foraminal height / width / area: on the parasagittal plane x = ±x_f (x_f = mean of the
+  pedicle-centre offsets of the two vertebrae; spanned by the disc axes a, u through M), at
+  0.1 mm: the connected free region (not bone 1–3, disc 4 or LF 9) containing the first free
+  point behind the disc on the disc mid-line, bounded by a window from the upper to the lower
+  pedicle centre (SI) and from the disc front to the posterior end of the upper pedicle (AP).
+  FA = its area, FH = its largest SI extent over AP columns, FW = its AP extent on the disc
+  mid-line (row through M).
+* paraspinal muscle area per side: label 10 on the plane through M ⟂ u (disc axis), 0.2 mm.
+* epidural fat area: label 8 on the plane ⟂ the canal centreline at the disc crossing, 0.1 mm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from spinemetrics.phantom.model import X_AXIS, Anatomy, a_tilt
+
+COLUMNS = ["subject", "scan", "level", "side", "measure", "value", "unit", "qc"]
+WALLS = (1, 2, 3, 4, 9)
+
+
+def plane_sample(an: Anatomy, origin, e1, e2, r1, r2, step):
+    """Labels on the plane ``origin + p·e1 + q·e2`` for p ∈ r1, q ∈ r2 (grid ``step``)."""
+    p = np.arange(r1[0], r1[1] + step / 2, step)
+    q = np.arange(r2[0], r2[1] + step / 2, step)
+    P, Q = np.meshgrid(p, q, indexing="ij")
+    pts = origin[None, None, :] + P[..., None] * e1 + Q[..., None] * e2
+    seg, lev, _ = an.classify(pts[..., 0], pts[..., 1], pts[..., 2])
+    return p, q, seg, lev
+
+
+def foramen(an: Anatomy, dname: str, side: str, step: float = 0.1) -> dict[str, float]:
+    """Foraminal height, width and area (see the module docstring)."""
+    p = an.params
+    d = an.discs[dname]
+    up = an.bodies[d.upper]
+    sgn = 1.0 if side == "R" else -1.0
+    xu = an.pedicle_x[d.upper]
+    xl = an.pedicle_x.get(d.lower, xu)
+    xf = 0.5 * (xu + xl)
+    origin = d.centre + sgn * xf * X_AXIS
+    ea, eu = d.a, d.u
+    # window limits in disc coordinates
+    ped_u = up.to_anat(0, 0, 0.18 * up.height_mm)
+    q_top = float((ped_u - d.centre) @ eu)
+    if d.lower in an.bodies:
+        lo_b = an.bodies[d.lower]
+        q_bot = float((lo_b.to_anat(0, 0, 0.18 * lo_b.height_mm) - d.centre) @ eu)
+    else:
+        q_bot = -d.height_at(0.0) / 2.0 - 12.0
+    C = p.canal_ap_mm[d.upper]
+    post_end = up.to_anat(0, -up.depth_mm / 2.0 - C - 1.5, 0)
+    p_back = float((post_end - d.centre) @ ea)
+    pa, qa, seg, _ = plane_sample(an, origin, ea, eu, (p_back, d.depth_mm / 2.0 + 3.0),
+                                  (q_bot, q_top), step)
+    free = ~np.isin(seg, WALLS)
+    row = int(np.argmin(np.abs(qa)))
+    # seed: first free point going posterior from the disc on the mid row
+    col = np.nonzero(free[:, row])[0]
+    front = col[col < int(np.argmin(np.abs(pa)))] if len(col) else col
+    if len(front) == 0:
+        return {"height": np.nan, "width": np.nan, "area": np.nan}
+    seed = (int(front.max()), row)
+    lab, _ = ndimage.label(free)
+    region = lab == lab[seed]
+    area = float(region.sum()) * step * step
+    cols = np.nonzero(region.any(axis=1))[0]
+    height = 0.0
+    for c in cols:
+        qs = np.nonzero(region[c])[0]
+        height = max(height, (qs.max() - qs.min() + 1) * step)
+    rs = np.nonzero(region[:, row])[0]
+    width = (rs.max() - rs.min() + 1) * step
+    return {"height": float(height), "width": float(width), "area": area}
+
+
+def muscle_areas(an: Anatomy, dname: str, step: float = 0.2) -> dict[str, float]:
+    d = an.discs[dname]
+    pa, qa, seg, _ = plane_sample(an, d.centre, X_AXIS, d.a, (-130.0, 130.0), (-150.0, 80.0), step)
+    m = seg == 10
+    right = m & (pa[:, None] > 0)
+    left = m & (pa[:, None] < 0)
+    return {"R": float(right.sum()) * step * step, "L": float(left.sum()) * step * step}
+
+
+def epidural_fat_area(an: Anatomy, dname: str, step: float = 0.1) -> float:
+    s0 = an.s_level[dname]
+    t, nrm = an.canal.frame(s0)
+    _, _, seg, _ = plane_sample(an, an.canal.point(s0), X_AXIS, nrm, (-30.0, 30.0), (-30.0, 30.0), step)
+    return float((seg == 8).sum()) * step * step
+
+
+def sacral_slope_world(an: Anatomy, R: np.ndarray) -> float:
+    """Angle (deg) between the S1 plate and the world AP axis projected on the mid-sagittal plane."""
+    e_y = R.T @ np.array([0.0, 1.0, 0.0])  # world AP axis in anatomical coordinates
+    phi = np.degrees(np.arctan2(e_y[2], e_y[1]))
+    return float(an.sacrum[0].superior.tilt_deg + phi)
+
+
+def truth_table(an: Anatomy, R: np.ndarray | None = None, scan: str = "phantom",
+                sampled: bool = True) -> pd.DataFrame:
+    """All truth rows for the phantom (``sampled=False`` skips the dense-sampling measures)."""
+    p = an.params
+    R = np.eye(3) if R is None else R
+    rows: list[tuple] = []
+
+    def add(level, measure, value, unit, side=""):
+        rows.append((p.subject, scan, level, side, measure, float(value), unit, "ok"))
+
+    for v in p.vertebrae:
+        b = an.bodies[v]
+        ha, hp = p.body_height_anterior_mm[v], p.body_height_posterior_mm[v]
+        add(v, "vertebral_height_anterior_mm", ha, "mm")
+        add(v, "vertebral_height_middle_mm", b.height_mm, "mm")
+        add(v, "vertebral_height_posterior_mm", hp, "mm")
+        add(v, "vertebral_depth_mm", b.depth_mm, "mm")
+        add(v, "vertebral_wedge_index", ha / hp, "1")
+        add(v, "vertebral_volume_mm3", np.pi / 4.0 * b.depth_mm * b.width_mm * b.height_mm, "mm3")
+        ra, rl = an.sac_radii(an.s_level[v])
+        add(v, "dural_sac_area_mm2", np.pi * ra * rl, "mm2")
+        add(v, "dural_sac_ap_mm", 2 * ra, "mm")
+        add(v, "canal_ap_mm", p.canal_ap_mm[v], "mm")
+
+    for dname in p.discs:
+        d = an.discs[dname]
+        ha, hm, hp = d.height_at(0.4 * d.depth_mm), d.height_at(0.0), d.height_at(-0.4 * d.depth_mm)
+        add(dname, "disc_height_anterior_mm", ha, "mm")
+        add(dname, "disc_height_middle_mm", hm, "mm")
+        add(dname, "disc_height_posterior_mm", hp, "mm")
+        add(dname, "disc_height_index", (ha + hp) / d.depth_mm, "1")
+        add(dname, "disc_depth_mm", d.depth_mm, "mm")
+        add(dname, "disc_wedge_angle_deg", d.wedge_deg, "deg")
+        add(dname, "disc_volume_mm3", np.pi / 4.0 * d.depth_mm * d.width_mm * hm, "mm3")
+        up = an.bodies[d.upper]
+        lower_sup = an.bodies[d.lower].superior if d.lower in an.bodies else an.sacrum[0].superior
+        add(dname, "segmental_angle_deg", lower_sup.tilt_deg - up.superior.tilt_deg, "deg")
+        e1 = a_tilt(d.inferior.tilt_deg)
+        slip = float((d.superior.point - d.inferior.point) @ e1) / d.lower_endplate_depth_mm * 100
+        add(dname, "slip_percent", slip, "%")
+        ra, rl = an.sac_radii(an.s_level[dname])
+        add(dname, "dural_sac_area_mm2", np.pi * ra * rl, "mm2")
+        add(dname, "dural_sac_ap_mm", 2 * ra, "mm")
+        for side in ("L", "R"):
+            add(dname, "ligamentum_flavum_thickness_mm", p.lf_thickness_mm[f"{dname}:{side}"], "mm", side)
+        if sampled:
+            for side in ("L", "R"):
+                f = foramen(an, dname, side)
+                add(dname, "foraminal_height_mm", f["height"], "mm", side)
+                add(dname, "foraminal_width_mm", f["width"], "mm", side)
+                add(dname, "foraminal_area_mm2", f["area"], "mm2", side)
+            mus = muscle_areas(an, dname)
+            for side in ("L", "R"):
+                add(dname, "paraspinal_muscle_area_mm2", mus[side], "mm2", side)
+            add(dname, "epidural_fat_area_mm2", epidural_fat_area(an, dname), "mm2")
+
+    if "L1" in an.bodies:
+        add("L1-S1", "lumbar_lordosis_deg",
+            an.sacrum[0].superior.tilt_deg - an.bodies["L1"].superior.tilt_deg, "deg")
+    add("S1", "sacral_slope_deg", sacral_slope_world(an, R), "deg")
+    return pd.DataFrame(rows, columns=COLUMNS)

@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     from spinemetrics.errors import SpinemetricsError
 
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False click *returns* the code of typer.Exit (e.g. from fail()).
+        rv = app(args=argv, standalone_mode=False)
     except SpinemetricsError as exc:
         typer.echo(f"error: {exc}", err=True)
         return 2
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             typer.echo("error: aborted", err=True)
             return 1
         raise
-    return 0
+    return int(rv) if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,162 @@
+"""Alignment measures (contract §5 "alignment"; MEASURES.md §5).
+
+Every angle is a difference of sagittal tilts (:func:`~spinemetrics.geometry.frame.tilt_deg`)
+of fitted endplate normals, projected on a mid-sagittal plane; + = lordotic.
+
+* ``segmental_angle_deg`` [disc]: superior endplate of the upper vertebra vs superior
+  endplate of the lower vertebra (sacral plate for L5-S1), in the disc frame.
+* ``lumbar_lordosis_deg`` [L1-S1]: superior endplate of L1 vs sacral plate, in the global
+  mid-sagittal plane (mean of the per-level SI and AP axes).
+* ``sacral_slope_deg`` [S1]: angle between the sacral plate and the scanner's AP axis in the
+  global mid-sagittal plane (supine surrogate; depends on patient position, so it is the one
+  measure that is *not* invariant to rotating the image).
+* ``slip_percent`` [disc]: displacement of the upper inferior-endplate centre relative to the
+  lower superior-endplate centre along the lower endplate's AP axis, % of that endplate's
+  depth (Meyerding/Taillard). An endplate centre is the midpoint of the endplate's AP chord
+  taken 2 mm inside the bone, on the line through the vertebra's axis. ``slip_mm`` gives the
+  same displacement in mm (MEASURES.md §5 asks for both).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spinemetrics.geometry._table import MeasureInfo, Record
+from spinemetrics.geometry.disc import disc_level_name
+from spinemetrics.geometry.frame import Frame, Plane, orthogonalise, tilt_deg, unit
+from spinemetrics.geometry.model import SpineModel
+from spinemetrics.labels import SACRUM_ID
+
+__all__ = ["MEASURES", "compute", "endplate_centre"]
+
+MEASURES: dict[str, MeasureInfo] = {
+    "lumbar_lordosis_deg": MeasureInfo(
+        "deg", "Cobb angle between the superior endplates of L1 and S1 in the global "
+        "mid-sagittal plane, + = lordosis", "MEASURES §5; R52 [V]", "L1-S1"),
+    "segmental_angle_deg": MeasureInfo(
+        "deg", "angle between the superior endplates of the upper and lower vertebra, "
+        "+ = lordotic", "MEASURES §5; R51 [V]", "disc"),
+    "slip_percent": MeasureInfo(
+        "%", "upper inferior-endplate centre minus lower superior-endplate centre along the "
+        "lower endplate's AP axis, % of its depth; + = anterolisthesis",
+        "MEASURES §5; R13 (Meyerding) [V]", "disc"),
+    "slip_mm": MeasureInfo(
+        "mm", "the displacement of slip_percent in mm", "MEASURES §5; Rai 2019 (≥ 3 mm) [V]",
+        "disc"),
+    "sacral_slope_deg": MeasureInfo(
+        "deg", "angle between the sacral plate and the scanner AP axis in the mid-sagittal "
+        "plane (supine; position dependent)", "MEASURES §5 [D]; R53", "S1"),
+}
+
+_INSIDE_MM = 2.0
+
+
+def endplate_centre(model: SpineModel, key: str, plane: Plane, axis_point: np.ndarray,
+                    axis_dir: np.ndarray, ap: np.ndarray, inward: float):
+    """Centre and AP depth of an endplate.
+
+    Parameters
+    ----------
+    key : str
+        Field of the bone (``body:<id>`` or ``sacrum``).
+    plane : Plane
+        Fitted endplate plane.
+    axis_point, axis_dir : arrays
+        A line through the bone (its SI axis); where it meets the plane seeds the chord.
+    ap : array
+        AP direction (orthogonalised to the plane normal here).
+    inward : float
+        +1 if the bone lies on the cranial side of the plane, −1 if caudal.
+
+    Returns
+    -------
+    (centre, depth, ap_in_plane) or None
+    """
+    t = plane.height_along(axis_point, axis_dir)
+    if not np.isfinite(t):
+        return None
+    p0 = axis_point + t * axis_dir
+    ap_p = orthogonalise(ap, plane.normal)
+    q = p0 + inward * _INSIDE_MM * plane.normal
+    tp, tm = model.chord(key, q, ap_p)
+    if not (np.isfinite(tp) and np.isfinite(tm)):
+        return None
+    centre = q + 0.5 * (tp - tm) * ap_p - inward * _INSIDE_MM * plane.normal
+    return centre, tp + tm, ap_p
+
+
+def _sacral_plate(model: SpineModel) -> tuple[Plane | None, int | None]:
+    for did in model.discs:
+        g = model.disc(did)
+        if g.lower == SACRUM_ID:
+            return g.lower_plane, did
+    return None, None
+
+
+def _superior(model: SpineModel, vid: int) -> Plane | None:
+    if vid == SACRUM_ID:
+        return _sacral_plate(model)[0]
+    g = model.vertebra(vid)
+    return g.superior if g is not None else None
+
+
+def global_frame(model: SpineModel) -> Frame | None:
+    frames = [model.vertebra(v).frame for v in model.vertebrae if model.vertebra(v) is not None]
+    if not frames:
+        return None
+    si = unit(np.mean([f.si for f in frames], axis=0))
+    ap = unit(np.mean([f.ap for f in frames], axis=0))
+    return Frame.from_si_ap(np.mean([f.origin for f in frames], axis=0), si, ap)
+
+
+def compute(model: SpineModel) -> list[Record]:
+    """All alignment measures."""
+    recs: list[Record] = []
+    for did in model.discs:
+        g = model.disc(did)
+        name = disc_level_name(model, did)
+        qc = set(g.qc)
+        seg_angle = slip = slip_mm = float("nan")
+        if g.lower is not None and g.upper in model.vertebrae:
+            up_sup = _superior(model, g.upper)
+            lo_sup = _superior(model, g.lower)
+            if up_sup is not None and lo_sup is not None:
+                seg_angle = tilt_deg(lo_sup.normal, g.frame.si, g.frame.ap) - tilt_deg(
+                    up_sup.normal, g.frame.si, g.frame.ap)
+            vu = model.vertebra(g.upper)
+            if g.upper_plane is not None and g.lower_plane is not None:
+                cu = endplate_centre(model, f"body:{g.upper}", g.upper_plane, vu.frame.origin,
+                                     vu.frame.si, vu.frame.ap, +1.0)
+                if g.lower == SACRUM_ID:
+                    lo_pt, lo_dir, lo_ap = g.frame.origin, g.frame.si, g.frame.ap
+                else:
+                    vl = model.vertebra(g.lower)
+                    lo_pt, lo_dir, lo_ap = vl.frame.origin, vl.frame.si, vl.frame.ap
+                cl = endplate_centre(model, model.lower_key(g.lower), g.lower_plane, lo_pt,
+                                     lo_dir, lo_ap, -1.0)
+                if cu is not None and cl is not None:
+                    slip_mm = float((cu[0] - cl[0]) @ cl[2])
+                    slip = 100.0 * slip_mm / cl[1]
+        else:
+            qc.add("missing_neighbour")
+        recs.append(Record(name, "segmental_angle_deg", seg_angle, qc=set(qc)))
+        recs.append(Record(name, "slip_percent", slip, qc=set(qc)))
+        recs.append(Record(name, "slip_mm", slip_mm, qc=set(qc)))
+
+    gf = global_frame(model)
+    plate, _ = _sacral_plate(model)
+    if gf is not None and 20 in model.vertebrae:
+        l1 = _superior(model, 20)
+        val = float("nan")
+        qc: set[str] = set()
+        if l1 is not None and plate is not None:
+            val = tilt_deg(plate.normal, gf.si, gf.ap) - tilt_deg(l1.normal, gf.si, gf.ap)
+        else:
+            qc.add("missing_endplate")
+        recs.append(Record("L1-S1", "lumbar_lordosis_deg", val, qc=qc))
+    if plate is not None and gf is not None:
+        # Scanner vertical (world +z) and AP projected on the global mid-sagittal plane.
+        z = orthogonalise(np.array([0.0, 0.0, 1.0]), gf.lr)
+        y = unit(np.cross(z, gf.lr))  # anterior, in-plane, ⟂ z (AP = SI × LR)
+        recs.append(Record("S1", "sacral_slope_deg", tilt_deg(plate.normal, z, y)))
+    return recs

@@ -1,0 +1,133 @@
+"""Central canal measures (contract §5 "canal"; MEASURES.md §3).
+
+The canal centreline (:class:`~spinemetrics.geometry.frame.Centreline`) is a smoothing spline
+through 2-mm dural-sac section centroids. At each disc (vertebra) the measurement point is
+where the disc's (body's) mid-plane — through its centroid, normal to its SI axis — crosses
+the centreline; the section plane is perpendicular to the centreline tangent there, with
+in-plane axes AP (level AP orthogonalised to the tangent) and LR.
+
+* ``dural_sac_area_mm2``: area of thecal sac ∪ cord on that plane, sampled on a 0.25-mm grid
+  of the interpolated mask (connected part containing the centreline point).
+* ``dural_sac_ap_mm``: AP chord of the sac through the section centroid.
+* ``canal_ap_mm``: along the same AP line in the mid-sagittal plane, from the posterior wall
+  of the body / disc / sacrum to the anterior margin of the posterior elements (lamina); at
+  disc levels this is the soft-tissue-bounded canal in front of the laminae (MEASURES §3.1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from spinemetrics.geometry._table import MeasureInfo, Record
+from spinemetrics.geometry.disc import disc_level_name
+from spinemetrics.geometry.frame import orthogonalise, unit
+from spinemetrics.geometry.model import SpineModel
+from spinemetrics.geometry.sampling import plane_grid
+from spinemetrics.labels import vertebra_name
+
+__all__ = ["MEASURES", "compute", "Section", "level_section", "section_area"]
+
+MEASURES: dict[str, MeasureInfo] = {
+    "dural_sac_area_mm2": MeasureInfo(
+        "mm2", "area of thecal sac ∪ cord on the plane ⟂ canal centreline at the level's "
+        "mid-plane crossing (0.25-mm grid, interpolated mask)",
+        "MEASURES §3.1; R3, R4, R21, R32 [V]", "disc+vertebra"),
+    "dural_sac_ap_mm": MeasureInfo(
+        "mm", "AP extent of that section through its centroid", "MEASURES §3.1; R33 [V]",
+        "disc+vertebra"),
+    "canal_ap_mm": MeasureInfo(
+        "mm", "posterior body/disc wall to anterior margin of the posterior elements along "
+        "the section's AP axis (mid-sagittal)", "MEASURES §3.1; R7 [S], R22 [V]",
+        "disc+vertebra"),
+}
+
+SECTION_STEP_MM = 0.25
+
+
+@dataclass
+class Section:
+    """Canal cross-section at one level: point, tangent and in-plane axes."""
+
+    level: str
+    point: np.ndarray
+    tangent: np.ndarray
+    u: np.ndarray  # AP (anterior)
+    v: np.ndarray  # LR (right)
+
+
+def level_section(model: SpineModel, kind: str, lid: int) -> Section | None:
+    """The canal section of a vertebra (``kind="vertebra"``) or disc (``kind="disc"``)."""
+    cache = model.__dict__.setdefault("_sections", {})
+    if (kind, lid) in cache:
+        return cache[(kind, lid)]
+    cl = model.centreline
+    sec = None
+    geom = model.vertebra(lid) if kind == "vertebra" else model.disc(lid)
+    if cl is not None and geom is not None:
+        hit = cl.crossing(geom.frame.origin, geom.frame.si)
+        if hit is not None:
+            p, t = hit
+            u = orthogonalise(geom.frame.ap, t)
+            v = unit(np.cross(u, t))
+            name = vertebra_name(lid) if kind == "vertebra" else disc_level_name(model, lid)
+            sec = Section(name, p, t, u, v)
+    cache[(kind, lid)] = sec
+    return sec
+
+
+def section_area(model: SpineModel, key: str, sec: Section, half: float = 20.0,
+                 step: float = SECTION_STEP_MM, connected: bool = True):
+    """Area (mm²) of field ``key`` on the section plane, and the in-mask sample coordinates.
+
+    Returns ``(area, mask2d, uu, vv, touches_fov)``.
+    """
+    uu, vv, pts = plane_grid(sec.point, sec.u, sec.v, (-half, half), (-half, half), step)
+    vals = model.field(key).inside(pts)
+    nan = np.isnan(vals)
+    m = np.nan_to_num(vals, nan=0.0) >= 0.5
+    if connected and m.any():
+        lab, n = ndimage.label(m)
+        ci = len(uu) // 2, len(vv) // 2
+        keep = lab[ci] if lab[ci] else (np.argmax(np.bincount(lab.ravel())[1:]) + 1)
+        m = lab == keep
+    touches = bool(nan.any() and (ndimage.binary_dilation(m, iterations=2) & nan).any())
+    border = bool(m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())
+    return float(m.sum() * step * step), m, uu, vv, touches or border
+
+
+def _sac_values(model: SpineModel, sec: Section) -> tuple[dict[str, float], set[str]]:
+    qc: set[str] = set()
+    area, m, uu, vv, partial = section_area(model, "sac", sec)
+    if partial:
+        qc.add("partial_fov")
+        area = float("nan")
+    ap = float("nan")
+    if m.any() and not partial:
+        iu, iv = np.nonzero(m)
+        c = sec.point + uu[iu].mean() * sec.u + vv[iv].mean() * sec.v
+        tp, tm = model.chord("sac", c, sec.u, 40.0)
+        ap = tp + tm
+    o = np.atleast_2d(sec.point)
+    ant = model.exits("anterior_wall", o, sec.u, 40.0, entering=True)[0]
+    post = model.exits("posterior_wall", o, -sec.u, 40.0, entering=True)[0]
+    return {"dural_sac_area_mm2": area, "dural_sac_ap_mm": ap, "canal_ap_mm": ant + post}, qc
+
+
+def compute(model: SpineModel) -> list[Record]:
+    """Canal measures at every disc and vertebra with a centreline crossing."""
+    recs: list[Record] = []
+    items = [("vertebra", v) for v in model.vertebrae] + [("disc", d) for d in model.discs]
+    for kind, lid in items:
+        sec = level_section(model, kind, lid)
+        if sec is None:
+            name = vertebra_name(lid) if kind == "vertebra" else disc_level_name(model, lid)
+            for m in MEASURES:
+                recs.append(Record(name, m, float("nan"), qc={"no_canal"}))
+            continue
+        vals, qc = _sac_values(model, sec)
+        for m in MEASURES:
+            recs.append(Record(sec.level, m, vals[m], qc=set(qc)))
+    return recs

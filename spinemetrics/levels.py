@@ -1,0 +1,427 @@
+"""Vertebra and disc instances, named per contract §3, from a semantic label map.
+
+:func:`derive_levels` turns the 11-structure map of contract §2 into the level map of §3
+(vertebra ids 8–25, sacrum 26, discs 100 + id of the vertebra above). It is used by
+``spinemetrics measure`` when no level map is given and by the segmentation step to write
+``<stem>_levels.nii.gz``, so it is written for noisy CNN output:
+
+1. Vertebral bodies (label 1) are split into 6-connected components; fragments smaller than
+   ``max(500 mm³, 8 % of the median body)`` are dropped (warning).
+2. Components are ordered along the spine axis (first principal axis of the body centroids,
+   oriented so that the sacrum is caudal, else so that world +z is cranial).
+3. A component much longer along that axis than its neighbours (> 1.6 × the median extent)
+   is taken for merged bodies and split at the narrowest cross-section(s) (warning, qc
+   ``merged_split``).
+4. Naming is anchored at the sacrum (label 3): the body directly above it is L5 (24), then
+   L4 … L1, T12, T11 … (contract §3). Without a sacrum the lowest body is *assumed* to be L5
+   and every level gets qc ``level_uncertain``.
+5. LSTV heuristic (no ribs are segmented, so T12 cannot be recognised directly): thoracic
+   bodies are markedly smaller than lumbar ones (at T12 ~65 % of the L3–L5 volume on the
+   sample maps in ``/work/shared/data/panoptica_lumbar_labels``, L1 ~76 %). Bodies whose volume is
+   ≥ 70 % of the median of the three bodies above the sacrum count as "lumbar-sized"; a
+   run of 4 or 6 such bodies directly above the sacrum (all complete, not cut by the field of
+   view) raises the warning and qc ``lstv_suspected`` on every level. The names are *not*
+   changed (contract §3: never a silent relabelling). This is a weak cue — whole-spine
+   counting is the only reliable method (MEASURES.md §8, Tokgoz 2014).
+6. Posterior elements (label 2) get the id of the body they are attached to: a flood fill
+   through the posterior-element mask from the voxels touching each body (geodesic nearest
+   body); parts not connected to any body take the id of the nearest body.
+7. Discs (label 4) take ``100 + id`` of the body above their centroid position along the axis.
+8. Bodies touching the image border get qc ``partial_fov``; bodies whose volume is < 50 % of
+   their neighbours' median get ``size_outlier``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from spinemetrics.errors import LabelError
+from spinemetrics.image import Image
+from spinemetrics.labels import DISC_OFFSET, SACRUM_ID, Structure, level_name
+
+__all__ = ["LevelResult", "derive_levels", "level_qc_from_map"]
+
+log = logging.getLogger(__name__)
+
+_SIX = ndimage.generate_binary_structure(3, 1)
+_MIN_BODY_MM3 = 500.0
+_MIN_DISC_MM3 = 100.0
+_LUMBAR_SIZED = 0.70
+
+
+@dataclass
+class LevelResult:
+    """Output of :func:`derive_levels`.
+
+    Attributes
+    ----------
+    levels : Image
+        Level map (contract §3 ids) on the grid of the input segmentation.
+    warnings : list of str
+        Human-readable warnings (one line each).
+    qc : dict
+        Level name (``"L4"``, ``"L4-L5"``, ``"S1"``) → ``"ok"`` or ``;``-joined reasons.
+    lumbar_sized_count : int or None
+        Number of lumbar-sized bodies directly above the sacrum (heuristic, see module doc).
+    """
+
+    levels: Image
+    warnings: list[str] = field(default_factory=list)
+    qc: dict[str, str] = field(default_factory=dict)
+    lumbar_sized_count: int | None = None
+
+
+def _world_points(idx: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    return idx @ affine[:3, :3].T + affine[:3, 3]
+
+
+def _touches_border(mask_idx: np.ndarray, shape: tuple[int, ...]) -> bool:
+    lo = mask_idx.min(axis=0)
+    hi = mask_idx.max(axis=0)
+    return bool(np.any(lo == 0) or np.any(hi == np.asarray(shape) - 1))
+
+
+def _components(mask: np.ndarray, min_vox: float) -> tuple[list[np.ndarray], int]:
+    """Voxel index arrays of the 6-connected components with at least ``min_vox`` voxels."""
+    lab, n = ndimage.label(mask, structure=_SIX)
+    if n == 0:
+        return [], 0
+    objs = ndimage.find_objects(lab)
+    comps, dropped = [], 0
+    for k, sl in enumerate(objs, start=1):
+        sub = np.argwhere(lab[sl] == k)
+        if len(sub) < min_vox:
+            dropped += 1
+            continue
+        comps.append(sub + np.array([s.start for s in sl]))
+    return comps, dropped
+
+
+def _split_merged(idx: np.ndarray, pts: np.ndarray, axis: np.ndarray, n_parts: int) -> list:
+    """Split one component into ``n_parts`` at the narrowest sections along ``axis``."""
+    s = pts @ axis
+    edges = np.arange(s.min(), s.max() + 1.0, 1.0)
+    counts, _ = np.histogram(s, bins=edges)
+    cuts: list[float] = []
+    for _ in range(n_parts - 1):
+        lo, hi = s.min(), s.max()
+        best, best_val = None, np.inf
+        for b in range(len(counts)):
+            centre = 0.5 * (edges[b] + edges[b + 1])
+            # Ignore the caps and a neighbourhood of the cuts already made.
+            if centre < lo + 8 or centre > hi - 8 or any(abs(centre - c) < 10 for c in cuts):
+                continue
+            if counts[b] < best_val:
+                best, best_val = centre, counts[b]
+        if best is None:
+            break
+        cuts.append(best)
+    cuts = sorted(cuts)
+    part_id = np.searchsorted(np.asarray(cuts), s)
+    return [idx[part_id == k] for k in range(len(cuts) + 1) if np.any(part_id == k)]
+
+
+def _spine_axis(centroids: np.ndarray, sacrum_c: np.ndarray | None) -> np.ndarray:
+    """Unit vector along the spine, pointing cranially."""
+    if len(centroids) >= 2:
+        centred = centroids - centroids.mean(axis=0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        axis = vt[0]
+    else:
+        axis = np.array([0.0, 0.0, 1.0])
+    if sacrum_c is not None and len(centroids):
+        if (centroids.mean(axis=0) - sacrum_c) @ axis < 0:
+            axis = -axis
+    elif axis[2] < 0:
+        axis = -axis
+    return axis / np.linalg.norm(axis)
+
+
+def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
+    """Name vertebrae and discs from a semantic label map (contract §3).
+
+    Parameters
+    ----------
+    seg : Image
+        Semantic label map (contract §2 ids).
+    levels : Image, optional
+        An existing level map on the same grid. It is kept as is and only checked (qc and
+        warnings: sacrum present, L6 present, levels cut by the field of view).
+
+    Returns
+    -------
+    LevelResult
+        Level map on the grid of ``seg``, warnings and per-level qc.
+
+    Raises
+    ------
+    LabelError
+        If ``seg`` has no vertebral body or sacrum voxels at all, or ``levels`` is on
+        another grid.
+    """
+    arr = np.asarray(seg.array)
+    if levels is not None:
+        if levels.shape != seg.shape or not np.allclose(levels.affine, seg.affine, atol=1e-3):
+            raise LabelError(
+                "level map and segmentation are on different grids; pass the level map made "
+                "for this segmentation (or omit it to derive levels)"
+            )
+        qc, warnings = level_qc_from_map(np.asarray(levels.array), arr)
+        return LevelResult(levels=levels, warnings=warnings, qc=qc)
+
+    affine = seg.affine
+    vox_mm3 = seg.voxel_volume_mm3
+    warnings: list[str] = []
+    reasons: dict[int, set[str]] = {}
+
+    body_mask = arr == Structure.vertebral_body
+    if not body_mask.any():
+        raise LabelError(
+            "segmentation has no vertebral body voxels (label 1); check the label scheme or "
+            "convert foreign labels with `spinemetrics convert`"
+        )
+    comps, dropped_small = _components(body_mask, _MIN_BODY_MM3 / vox_mm3)
+    if not comps:
+        raise LabelError(
+            "all vertebral body components are smaller than 500 mm3; the segmentation is "
+            "unusable for level naming — check the input image and segmentation"
+        )
+    vols = np.array([len(c) * vox_mm3 for c in comps])
+    keep = vols >= 0.08 * np.median(vols)
+    dropped_small += int((~keep).sum())
+    comps = [c for c, k in zip(comps, keep, strict=False) if k]
+    if dropped_small:
+        warnings.append(f"dropped {dropped_small} small vertebral-body fragment(s)")
+
+    sac_comps, _ = _components(arr == Structure.sacrum, _MIN_BODY_MM3 / vox_mm3)
+    sacrum_idx = max(sac_comps, key=len) if sac_comps else None
+    sacrum_c = _world_points(sacrum_idx, affine).mean(axis=0) if sacrum_idx is not None else None
+
+    cents = np.array([_world_points(c, affine).mean(axis=0) for c in comps])
+    axis = _spine_axis(cents, sacrum_c)
+
+    # Split merged bodies: components much longer than the typical one along the axis.
+    extents = np.array([np.ptp(_world_points(c, affine) @ axis) for c in comps])
+    if len(comps) >= 3:
+        typical = float(np.median(extents))
+        new_comps: list[np.ndarray] = []
+        split_any = False
+        for c, ext in zip(comps, extents, strict=False):
+            if ext > 1.6 * typical:
+                n_parts = max(2, int(round(ext / (typical * 1.3))))
+                parts = _split_merged(c, _world_points(c, affine), axis, n_parts)
+                if len(parts) > 1:
+                    split_any = True
+                new_comps.extend(parts)
+            else:
+                new_comps.append(c)
+        if split_any:
+            warnings.append("merged vertebral bodies were split at their narrowest section")
+        comps = new_comps
+        cents = np.array([_world_points(c, affine).mean(axis=0) for c in comps])
+
+    # Order caudal → cranial; drop "bodies" below the top of the sacrum (fragments in S1).
+    proj = cents @ axis
+    order = np.argsort(proj)
+    comps = [comps[i] for i in order]
+    cents = cents[order]
+    proj = proj[order]
+    if sacrum_idx is not None:
+        sac_top = np.percentile(_world_points(sacrum_idx, affine) @ axis, 99)
+        above = proj > sac_top - 5.0
+        if not above.all():
+            warnings.append(
+                f"ignored {int((~above).sum())} vertebral-body component(s) inside the sacrum"
+            )
+        comps = [c for c, a in zip(comps, above, strict=False) if a]
+        cents = cents[above]
+        proj = proj[above]
+    if not comps:
+        raise LabelError("no vertebral body above the sacrum; check the segmentation")
+
+    ids = [24 - i for i in range(len(comps))]
+    # Ids below 8 (above T1) are not named; drop those bodies.
+    if ids[-1] < 8:
+        n_ok = sum(1 for v in ids if v >= 8)
+        comps, ids = comps[:n_ok], ids[:n_ok]
+        warnings.append("more bodies than T1-L5 above the sacrum; the top ones were left out")
+
+    uncertain = sacrum_idx is None
+    if uncertain:
+        warnings.append(
+            "no sacrum in the field of view: the lowest vertebral body is assumed to be L5 and "
+            "every level is marked level_uncertain"
+        )
+
+    vols = np.array([len(c) * vox_mm3 for c in comps])
+    partial = [_touches_border(c, arr.shape) for c in comps]
+    for vid, p in zip(ids, partial, strict=False):
+        reasons.setdefault(vid, set())
+        if p:
+            reasons[vid].add("partial_fov")
+    for i, vid in enumerate(ids):
+        neigh = [vols[j] for j in (i - 1, i + 1) if 0 <= j < len(vols) and not partial[j]]
+        if neigh and not partial[i] and vols[i] < 0.5 * float(np.median(neigh)):
+            reasons[vid].add("size_outlier")
+            warnings.append(f"{level_name(vid)} body is less than half the size of its neighbours")
+
+    # LSTV heuristic (module docstring, point 5).
+    lumbar_count: int | None = None
+    lstv = False
+    if not uncertain and len(comps) >= 3 and not any(partial[:3]):
+        ref = float(np.median(vols[:3]))
+        run = 0
+        for v, p in zip(vols, partial, strict=False):
+            if p:
+                run = -1
+                break
+            if v >= _LUMBAR_SIZED * ref:
+                run += 1
+            else:
+                break
+        if run >= 0:
+            lumbar_count = run
+            if run == 6 or (run == 4 and len(comps) > 4):
+                lstv = True
+                warnings.append(
+                    f"{run} lumbar-sized vertebral bodies above the sacrum: possible "
+                    "lumbosacral transitional vertebra; levels keep sacrum-anchored names "
+                    "(qc lstv_suspected) — confirm the count on a whole-spine localiser"
+                )
+
+    out = np.zeros(arr.shape, dtype=np.uint16)
+    for vid, c in zip(ids, comps, strict=False):
+        out[tuple(c.T)] = vid
+    if sacrum_idx is not None:
+        # All sacrum voxels (incl. small fragments) belong to S1.
+        out[arr == Structure.sacrum] = SACRUM_ID
+    _assign_posterior(out, arr == Structure.posterior_elements, ids, affine)
+
+    # Discs: 100 + the vertebra above, from the position along the axis.
+    anchors = []  # (proj, id) caudal → cranial, sacrum first when present
+    if sacrum_idx is not None:
+        anchors.append((float(sacrum_c @ axis), SACRUM_ID))
+    anchors.extend((float(p), vid) for p, vid in zip(proj, ids, strict=False))
+    disc_comps, dropped_discs = _components(
+        arr == Structure.intervertebral_disc, _MIN_DISC_MM3 / vox_mm3
+    )
+    if dropped_discs:
+        warnings.append(f"dropped {dropped_discs} small disc fragment(s)")
+    disc_seen: dict[int, int] = {}
+    for dc in disc_comps:
+        dp = float(_world_points(dc, affine).mean(axis=0) @ axis)
+        upper = None
+        for (p_lo, _), (p_hi, vid_hi) in zip(anchors[:-1], anchors[1:], strict=False):
+            if p_lo <= dp < p_hi:
+                upper = vid_hi
+                break
+        if upper is None:
+            if dp >= anchors[-1][0] and ids[-1] - 1 >= 8:
+                upper = ids[-1] - 1  # disc above the top body in view
+            else:
+                continue
+        did = DISC_OFFSET + upper
+        out[tuple(dc.T)] = did
+        disc_seen[did] = disc_seen.get(did, 0) + 1
+        reasons.setdefault(did, set())
+        if _touches_border(dc, arr.shape):
+            reasons[did].add("partial_fov")
+    for did, n in disc_seen.items():
+        if n > 1:
+            warnings.append(f"disc {level_name(did)} is split into {n} components")
+            reasons[did].add("merged_split")
+    if sacrum_idx is not None:
+        reasons.setdefault(SACRUM_ID, set())
+        if _touches_border(sacrum_idx, arr.shape):
+            reasons[SACRUM_ID].add("partial_fov")
+
+    global_reasons = set()
+    if uncertain:
+        global_reasons.add("level_uncertain")
+    if lstv:
+        global_reasons.add("lstv_suspected")
+    qc = {}
+    for lid, rs in reasons.items():
+        rs = rs | global_reasons
+        qc[level_name(lid)] = ";".join(sorted(rs)) if rs else "ok"
+
+    for w in warnings:
+        log.info("levels: %s", w)
+    img = seg.with_array(out)
+    return LevelResult(levels=img, warnings=warnings, qc=qc, lumbar_sized_count=lumbar_count)
+
+
+def _assign_posterior(out: np.ndarray, pe: np.ndarray, ids: list[int], affine: np.ndarray) -> None:
+    """Give posterior-element voxels the id of their body (geodesic, then nearest)."""
+    if not pe.any():
+        return
+    from skimage.segmentation import watershed
+
+    bodies = np.isin(out, ids)
+    # Crop to the bounding box of posterior elements and bodies (speed).
+    both = pe | bodies
+    sl = ndimage.find_objects(both.astype(np.uint8))[0]
+    sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
+    sub_out = out[sl]
+    sub_pe = pe[sl]
+    markers = np.where(np.isin(sub_out, ids), sub_out, 0).astype(np.int32)
+    flooded = watershed(np.zeros(sub_pe.shape, dtype=np.uint8), markers=markers,
+                        mask=sub_pe | (markers > 0), connectivity=1)
+    assigned = np.where(sub_pe, flooded, 0)
+    sub_out[sub_pe & (assigned > 0)] = assigned[sub_pe & (assigned > 0)]
+    rest = sub_pe & (assigned == 0)
+    if rest.any():
+        body_idx = np.argwhere(np.isin(sub_out, ids))
+        if len(body_idx):
+            tree = cKDTree(_world_points(body_idx, affine))
+            r_idx = np.argwhere(rest)
+            _, nn = tree.query(_world_points(r_idx, affine))
+            sub_out[tuple(r_idx.T)] = sub_out[tuple(body_idx[nn].T)]
+
+
+def level_qc_from_map(levels: np.ndarray, seg: np.ndarray | None = None) -> tuple[dict, list]:
+    """Per-level qc and warnings for an existing level map.
+
+    Parameters
+    ----------
+    levels : numpy.ndarray
+        Level map (contract §3 ids).
+    seg : numpy.ndarray, optional
+        Matching semantic map (unused for now; reserved for consistency checks).
+
+    Returns
+    -------
+    (qc, warnings)
+    """
+    present = [int(v) for v in np.unique(levels) if v]
+    warnings: list[str] = []
+    global_reasons: set[str] = set()
+    if SACRUM_ID not in present:
+        warnings.append("no sacrum (26) in the level map: level names are uncertain")
+        global_reasons.add("level_uncertain")
+    if 25 in present:
+        warnings.append("L6 (25) present: lumbosacral transitional anatomy (6 lumbar vertebrae)")
+        global_reasons.add("lstv")
+    elif SACRUM_ID in present and 24 not in present and 23 in present:
+        warnings.append("no L5 above the sacrum: 4 lumbar vertebrae or a naming gap")
+        global_reasons.add("lstv")
+    qc: dict[str, str] = {}
+    objs = ndimage.find_objects(levels.astype(np.int32))
+    for lid in present:
+        sl = objs[lid - 1] if lid - 1 < len(objs) else None
+        rs = set(global_reasons)
+        if sl is not None and any(
+            s.start == 0 or s.stop == n for s, n in zip(sl, levels.shape, strict=False)
+        ):
+            rs.add("partial_fov")
+        try:
+            name = level_name(lid)
+        except Exception:  # unknown ids (e.g. SPINEPS endplates 2xx) are not levels
+            continue
+        qc[name] = ";".join(sorted(rs)) if rs else "ok"
+    return qc, warnings

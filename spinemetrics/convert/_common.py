@@ -15,6 +15,7 @@ from scipy import ndimage as ndi
 from spinemetrics.convert._split import split_vertebrae
 from spinemetrics.errors import ImageGeometryError, LabelError
 from spinemetrics.image import Image
+from spinemetrics.io._shape import label_ids
 from spinemetrics.labels import DISC_OFFSET, SACRUM_ID, VERTEBRA_IDS, Structure, level_name
 
 __all__ = ["Target", "ConvertResult", "convert_flat", "apply_table", "check_same_grid",
@@ -57,7 +58,7 @@ def _name(img: Image) -> str:
 
 
 def unknown_ids(array: np.ndarray, known: set[int]) -> list[int]:
-    present = np.unique(array)
+    present = label_ids(array)
     return sorted(int(i) for i in present if int(i) != 0 and int(i) not in known)
 
 
@@ -123,7 +124,7 @@ def anchor_at_sacrum(levels: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray
     ids are not levels: count up from the sacrum assuming five lumbar vertebrae, and say so.
     Discs (100 + id) follow their vertebra; contract section 3 forbids doing this silently.
     """
-    present = [int(i) for i in np.unique(levels) if 0 < i < DISC_OFFSET]
+    present = [int(i) for i in label_ids(levels) if 0 < i < DISC_OFFSET]
     verts = [i for i in present if i != SACRUM_ID]
     if SACRUM_ID not in present or not verts:
         return levels, []
@@ -144,7 +145,7 @@ def anchor_at_sacrum(levels: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray
             "from the sacrum; level labels kept as given"
         ]
     new_of = {old: chain[start - n] for n, old in enumerate(order)}
-    table = {i: i for i in np.unique(levels).tolist() if i}
+    table = {i: i for i in label_ids(levels).tolist() if i}
     for old, new in new_of.items():
         table[old] = new
         if DISC_OFFSET + old in table:
@@ -212,7 +213,7 @@ def convert_flat(
     if bad:
         raise_unknown(img, bad, source)
     warnings: list[str] = []
-    present = [int(i) for i in np.unique(arr) if i]
+    present = [int(i) for i in label_ids(arr) if i]
     dropped = [i for i in present if table[i].structure is None]
     if dropped:
         warnings.append(dropped_message(img, dropped, class_names or {}, source))

@@ -40,6 +40,7 @@ from spinemetrics.convert._common import (
     unknown_ids,
 )
 from spinemetrics.image import Image
+from spinemetrics.io._shape import label_ids
 from spinemetrics.labels import Structure as S
 
 __all__ = ["SUBREGION", "INSTANCE", "convert"]
@@ -100,7 +101,7 @@ _SUBREGION_ONLY = {40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 60, 61, 62, 100}
 
 def looks_like_subregion_map(array: np.ndarray) -> bool:
     """A subregion map holds 41–62 / 100 and no vertebra instance ids (1–25 except 26)."""
-    present = set(np.unique(array).tolist())
+    present = set(label_ids(array).tolist())
     has_sub = bool(present & _SUBREGION_ONLY)
     has_inst = any(1 <= i <= 25 or 101 <= i <= 133 or 201 <= i <= 233 for i in present)
     return has_sub and not has_inst
@@ -123,7 +124,7 @@ def convert(
         name = Path(str(img.meta.get("source_path", "label map"))).name
         arr, w = fix_cord_canal_swap(arr, 60, 61, name)
         warnings += w
-    present = [int(i) for i in np.unique(arr) if i]
+    present = [int(i) for i in label_ids(arr) if i]
     dropped = [i for i in present if SUBREGION[i] is None]
     if dropped:
         warnings.append(dropped_message(img, dropped, SUBREGION_NAMES, source))

@@ -10,7 +10,7 @@ import numpy as np
 
 from spinemetrics.errors import ImageGeometryError
 
-__all__ = ["as_volume", "check_affine", "LPS_TO_RAS"]
+__all__ = ["as_volume", "check_affine", "label_ids", "LPS_TO_RAS"]
 
 #: ITK/DICOM world (LPS) → nibabel world (RAS): negate x and y.
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -63,3 +63,11 @@ def check_affine(affine: np.ndarray, name: str) -> np.ndarray:
             "DICOM PixelSpacing/ImagePositionPatient) before using it"
         )
     return affine
+
+
+def label_ids(array: np.ndarray) -> np.ndarray:
+    """Sorted distinct values of an integer array (bincount: ~10x faster than np.unique)."""
+    arr = np.asarray(array)
+    if arr.size and arr.dtype.kind in "ui" and arr.min() >= 0 and arr.max() < 1 << 20:
+        return np.flatnonzero(np.bincount(arr.ravel())).astype(arr.dtype)
+    return np.unique(arr)

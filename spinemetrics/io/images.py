@@ -18,7 +18,7 @@ from spinemetrics.atomic import atomic_path
 from spinemetrics.errors import ImageGeometryError, InputError, LabelError
 from spinemetrics.image import Image
 from spinemetrics.io import dicom as _dicom
-from spinemetrics.io._shape import as_volume, check_affine
+from spinemetrics.io._shape import as_volume, check_affine, label_ids
 from spinemetrics.io.itk import read_itk, write_itk
 from spinemetrics.io.nifti import read_nifti, write_nifti
 from spinemetrics.provenance import file_sha256
@@ -171,7 +171,7 @@ def read_labels(
                 f"{name} is not a label map (non-integer voxel values); give an integer "
                 "segmentation, not an intensity image"
             )
-    ids = np.unique(arr)
+    ids = label_ids(arr)
     if ids.size == 0 or (ids.size == 1 and ids[0] == 0):
         raise LabelError(f"{name} is empty (all voxels are 0); check that the right file was given")
     if ids.min() < 0:

@@ -76,6 +76,11 @@ def convert_labels(
         raise InputError(
             f"unknown label convention {source!r}; choose one of {', '.join(SOURCES)}"
         )
+    if instance is not None and key not in ("spineps", "tptbox"):
+        raise InputError(
+            f"--instance is only used with spineps/tptbox maps; {key} maps carry their levels "
+            "in the one label map"
+        )
     img = img_or_path if isinstance(img_or_path, Image) else read_labels(img_or_path)
     inst = None
     if instance is not None:

@@ -39,6 +39,7 @@ from spinemetrics.convert._common import (
     raise_unknown,
     unknown_ids,
 )
+from spinemetrics.errors import LabelError
 from spinemetrics.image import Image
 from spinemetrics.io._shape import label_ids
 from spinemetrics.labels import Structure as S
@@ -114,7 +115,11 @@ def convert(
     arr = np.asarray(img.array)
     if not looks_like_subregion_map(arr):
         if instance is not None:
-            raise_unknown(img, unknown_ids(arr, set(SUBREGION)) or [-1], source)
+            raise LabelError(
+                f"{Path(str(img.meta.get('source_path', 'LABELS'))).name} looks like an instance "
+                "map (vertebra ids), not a subregion map; give the subregion map (seg-spine) "
+                "as LABELS and the instance map (seg-vert) with --instance"
+            )
         return convert_flat(img, INSTANCE, source, INSTANCE_NAMES)
     bad = unknown_ids(arr, set(SUBREGION))
     if bad:

@@ -126,3 +126,11 @@ def test_split_is_invariant_to_a_translation():
     b1, _, _ = split_vertebrae(arr)
     b2, _, _ = split_vertebrae(shifted)
     assert b1.sum() == b2.sum()
+
+
+def test_instance_argument_misuse():
+    inst = _stack([23, 123, 24])
+    with pytest.raises(LabelError, match="instance map"):
+        convert_labels(inst, "tptbox", instance=inst)
+    with pytest.raises(InputError, match="only used with spineps"):
+        convert_labels(_stack([1]), "spider", instance=inst)

@@ -102,23 +102,25 @@ def _foramen_wall(vert: np.ndarray, k: int, max_half_width: int = 2) -> float | 
 
     The bony ring around the canal is often open in a single slice (pedicles and laminae
     sit at different heights, thick slices): project a few neighbouring slices first, widening
-    the window until the ring closes.
+    the window until the ring closes. Holes inside the body (marrow defects, basivertebral
+    vein) are rejected: the foramen's anterior wall lies behind the slab's centre of mass,
+    which sits inside the body.
     """
     nz = vert.shape[2]
     halves = range(0, max_half_width + 1) if max_half_width <= 3 else [max_half_width]
     for half in halves:
-        proj = vert[:, :, max(0, k - half) : min(nz, k + half + 1)].any(axis=2)
-        foramen = _largest(ndi.binary_fill_holes(proj) & ~proj)
-        if foramen is not None and foramen.sum() >= 4:
-            return _front_wall(foramen)
+        slab = vert[:, :, max(0, k - half) : min(nz, k + half + 1)]
+        proj = slab.any(axis=2)
+        holes, n = ndi.label(ndi.binary_fill_holes(proj) & ~proj)
+        if n == 0:
+            continue
+        y_mass = float(np.nonzero(slab)[1].mean())
+        best, best_size = None, 3
+        for sl_hole, idx in zip(ndi.find_objects(holes), range(1, n + 1), strict=True):
+            front = sl_hole[1].stop - 1
+            size = int((holes[sl_hole] == idx).sum())
+            if front < y_mass and size > best_size:
+                best, best_size = float(front), size
+        if best is not None:
+            return best
     return None
-
-
-def _largest(mask: np.ndarray) -> np.ndarray | None:
-    lab, n = ndi.label(mask)
-    if n == 0:
-        return None
-    if n == 1:
-        return lab == 1
-    sizes = ndi.sum(mask, lab, index=np.arange(1, n + 1))
-    return lab == (int(np.argmax(sizes)) + 1)

@@ -102,11 +102,11 @@ def test_tptbox_cervical_mri(shared_data):
     "semantic, instance, source, min_body, min_post",
     [
         ("panoptica_lumbar_labels/semantic/pred.nii.gz",
-         "panoptica_lumbar_labels/matched_instance/pred.nii.gz", "spineps", 0.90, 0.70),
+         "panoptica_lumbar_labels/matched_instance/pred.nii.gz", "spineps", 0.95, 0.85),
         ("tptbox_lumbar_ct/sub-ct_seg-subreg_label-22_msk.nii.gz",
-         "tptbox_lumbar_ct/sub-ct_seg-vert_label-22_msk.nii.gz", "tptbox", 0.80, 0.70),
+         "tptbox_lumbar_ct/sub-ct_seg-vert_label-22_msk.nii.gz", "tptbox", 0.90, 0.85),
         ("tptbox_cervical_mri/sub-mri_seg-subreg_label-6_msk.nii.gz",
-         "tptbox_cervical_mri/sub-mri_seg-vert_label-6_msk.nii.gz", "tptbox", 0.88, 0.80),
+         "tptbox_cervical_mri/sub-mri_seg-vert_label-6_msk.nii.gz", "tptbox", 0.92, 0.83),
     ],
 )
 def test_instance_only_split_against_subregion_truth(shared_data, semantic, instance, source,

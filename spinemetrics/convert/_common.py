@@ -236,8 +236,12 @@ def convert_flat(
             instances = np.where(whole, levels, 0).astype(np.int32)
         else:
             instances, _ = ndi.label(whole)
-        canal = np.isin(seg, [int(Structure.thecal_sac), int(Structure.spinal_cord)])
-        body, post, unsplit = split_vertebrae(instances, canal if canal.any() else None)
+        sac = seg == int(Structure.thecal_sac)
+        canal = sac | (seg == int(Structure.spinal_cord))
+        if sac.any():
+            body, post, unsplit = split_vertebrae(instances, canal=canal)
+        else:  # cord only (TotalSegmentator): weaker cue, used after the foramen
+            body, post, unsplit = split_vertebrae(instances, cord=canal if canal.any() else None)
         seg[body] = int(Structure.vertebral_body)
         seg[post] = int(Structure.posterior_elements)
         warnings.append(

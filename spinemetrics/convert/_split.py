@@ -5,10 +5,11 @@ the contract (section 2) separates ``vertebral_body`` from ``posterior_elements`
 is the part of the vertebra anterior to the vertebral canal, so for every axial slice of a
 vertebra we find the canal's anterior wall and cut there:
 
-1. from a canal / dural-sac / cord label when the source has one, else
+1. from a canal / dural-sac label when the source has one, else
 2. from the vertebral foramen: background enclosed by the vertebra in that slice
    (``binary_fill_holes``), else
-3. interpolated from the vertebra's other slices.
+3. from a cord-only label (its front lies a few mm behind the body), else
+4. interpolated from the vertebra's other slices.
 
 Arrays are canonical RAS+ (axis 1 runs posterior → anterior, axis 2 inferior → superior).
 Pedicle bases anterior to the canal wall end up in the body; the accuracy measured on the
@@ -30,7 +31,10 @@ def _front_wall(region: np.ndarray) -> float | None:
 
 
 def split_vertebrae(
-    instances: np.ndarray, canal: np.ndarray | None = None, min_voxels: int = 20
+    instances: np.ndarray,
+    canal: np.ndarray | None = None,
+    min_voxels: int = 20,
+    cord: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Cut each vertebra instance into body (anterior) and posterior elements.
 
@@ -39,7 +43,11 @@ def split_vertebrae(
     instances : numpy.ndarray
         Canonical RAS+ integer array; every non-zero id is one whole vertebra.
     canal : numpy.ndarray of bool, optional
-        Canal / dural sac / cord mask on the same grid (helps where the foramen is open).
+        Canal / dural sac mask on the same grid (used first: its anterior wall is the body's
+        posterior wall).
+    cord : numpy.ndarray of bool, optional
+        Cord-only mask: its anterior wall lies a few mm behind the body, so it is used only
+        where the foramen cannot be found.
     min_voxels : int
         Instances smaller than this are left entirely as body.
 
@@ -64,6 +72,7 @@ def split_vertebrae(
             body[box] |= vert
             continue
         can = canal[box] if canal is not None else None
+        crd = cord[box] if cord is not None else None
         nz = vert.shape[2]
         walls = np.full(nz, np.nan)
         for k in range(nz):
@@ -75,6 +84,10 @@ def split_vertebrae(
                 wall = _front_wall(can[:, :, k])
             if wall is None:
                 wall = _foramen_wall(vert, k)
+            if wall is None and crd is not None and crd[:, :, k].any():
+                back = int(np.nonzero(crd[:, :, k].any(axis=0))[0].min())
+                # No bone behind the cord in this slice: no arch here, all of it is body.
+                wall = _front_wall(crd[:, :, k]) if v[:, :back].any() else -1.0
             if wall is not None:
                 walls[k] = wall
         have = np.isfinite(walls)

@@ -134,3 +134,15 @@ def test_instance_argument_misuse():
         convert_labels(inst, "tptbox", instance=inst)
     with pytest.raises(InputError, match="only used with spineps"):
         convert_labels(_stack([1]), "spider", instance=inst)
+
+
+def test_body_only_vertebra_with_cord_behind_stays_body():
+    """total_mr often labels only bodies: a cord behind them must not cut them."""
+    arr = np.zeros((20, 30, 10), np.uint8)
+    arr[4:16, 12:26, 2:8] = 19  # 'vertebrae' (body only), total_mr id
+    arr[8:12, 8:13, :] = 21  # spinal_cord right behind, touching the body
+    res = convert_labels(Image(arr, np.eye(4)), "totalsegmentator_mr")
+    seg = res.seg.array
+    assert (seg == S.vertebral_body).sum() == (arr == 19).sum()
+    assert (seg == S.posterior_elements).sum() == 0
+    assert (seg == S.spinal_cord).sum() == (arr == 21).sum()

@@ -212,9 +212,15 @@ def list_dicom_series(folder: str | Path) -> pd.DataFrame:
     return pd.DataFrame([s.summary() for s in series], columns=cols)
 
 
+_LOCALIZER_WORDS = ("localizer", "localiser", "scout", "survey", "3-plane", "3plane", "loc ")
+
+
 def _preference(s: DicomSeries) -> tuple:
-    # Sagittal first, then T2 by name, then most slices, then least oblique.
-    return (s.orientation == "sagittal", s.is_t2, s.n_slices, -s.obliquity_deg)
+    # A real volume (≥ 3 slices, not a localizer) first, then sagittal, then T2 by name,
+    # then most slices, then least oblique.
+    text = f"{s.description} {s.protocol} ".lower()
+    volume = s.n_slices >= 3 and not any(w in text for w in _LOCALIZER_WORDS)
+    return (volume, s.orientation == "sagittal", s.is_t2, s.n_slices, -s.obliquity_deg)
 
 
 def select_series(

@@ -188,3 +188,13 @@ def test_real_ct_series_geometry(shared_data):
     assert (i0, j0) == (511, 511)
     np.testing.assert_array_equal(img.array[::-1, ::-1, k].T, hu)
     assert "PatientName" not in repr(img.meta)
+
+
+def test_localizer_is_not_chosen(tmp_path):
+    folder = tmp_path / "study"
+    write_series(folder / "loc", np.ones((6, 6, 3), np.uint16), **GEOM,
+                 description="T2 localizer sag")
+    uid = write_series(folder / "ax", np.ones((6, 6, 8), np.uint16), row_dir=(1, 0, 0),
+                       col_dir=(0, 1, 0), spacing_rc=(1.0, 1.0), gap=3.0, origin=(0, 0, 0),
+                       description="t2_tse_tra")
+    assert read_image(folder).meta["series_uid"] == uid

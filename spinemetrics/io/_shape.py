@@ -30,6 +30,11 @@ def as_volume(array: np.ndarray, name: str) -> np.ndarray:
     name : str
         File name used in the error message.
     """
+    if array.dtype.names is not None or np.iscomplexobj(array):
+        raise ImageGeometryError(
+            f"{name} holds colour (RGB) or complex voxels; give a single-channel grey-level or "
+            "label image (e.g. the magnitude image)"
+        )
     shape = tuple(int(s) for s in array.shape)
     while len(shape) > 3 and shape[-1] == 1:
         array = array.reshape(shape[:-1])

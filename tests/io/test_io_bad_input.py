@@ -151,3 +151,14 @@ def test_mr_sagittal_checks():
     assert any("axial" in w for w in warnings)
     sag_mr = Image(rng.uniform(0, 500, (10, 20, 20)), np.diag([4.0, 0.7, 0.7, 1.0]))
     assert check_mr_sagittal(sag_mr) == []
+
+
+def test_rgb_and_complex_refused(tmp_path):
+    rgb = np.zeros((6, 6, 6), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), str(tmp_path / "rgb.nii.gz"))
+    with pytest.raises(ImageGeometryError, match="colour"):
+        read_image(tmp_path / "rgb.nii.gz")
+    cplx = np.ones((6, 6, 6), np.complex64)
+    nib.save(nib.Nifti1Image(cplx, np.eye(4)), str(tmp_path / "c.nii.gz"))
+    with pytest.raises(ImageGeometryError, match="complex"):
+        read_image(tmp_path / "c.nii.gz")

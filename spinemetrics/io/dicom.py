@@ -52,13 +52,14 @@ class DicomSeries:
     files: list[Path] = field(default_factory=list)
     positions_mm: list[float] = field(default_factory=list)
     ipp_lps: list[np.ndarray] = field(default_factory=list)
+    frames: list[int | None] = field(default_factory=list)
     rows: int = 0
     columns: int = 0
     warnings: list[str] = field(default_factory=list)
 
     @property
     def n_slices(self) -> int:
-        return len(self.files)
+        return len(self.positions_mm)
 
     @property
     def orientation(self) -> str:
@@ -94,11 +95,75 @@ def _text(ds: pydicom.Dataset, keyword: str) -> str:
     return "" if value is None else str(value).strip()
 
 
+@dataclass
+class _Slice:
+    """One 2D image: a classic DICOM file or one frame of an enhanced multi-frame file."""
+
+    path: Path
+    frame: int | None
+    ds: pydicom.Dataset
+    iop: tuple[float, ...]
+    ipp: tuple[float, ...]
+    pixel_spacing: tuple[float, ...]
+    thickness: float
+    instance: int
+
+
+def _first_item(ds: pydicom.Dataset, seq: str) -> pydicom.Dataset | None:
+    value = ds.get(seq)
+    return value[0] if value else None
+
+
+def _floats(value, n: int) -> tuple[float, ...] | None:
+    try:
+        out = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        return None
+    return out if len(out) == n else None
+
+
+def _slices_of(path: Path, ds: pydicom.Dataset) -> list[_Slice]:
+    """Classic file → one slice; enhanced multi-frame file → one slice per frame."""
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if n_frames > 1 and per_frame:
+        shared = _first_item(ds, "SharedFunctionalGroupsSequence") or pydicom.Dataset()
+        out = []
+        for f, item in enumerate(per_frame):
+            def grp(name: str, item=item) -> pydicom.Dataset | None:
+                return _first_item(item, name) or _first_item(shared, name)
+
+            orient, pos, meas = (grp("PlaneOrientationSequence"), grp("PlanePositionSequence"),
+                                 grp("PixelMeasuresSequence"))
+            if orient is None or pos is None or meas is None:
+                return []
+            iop = _floats(orient.get("ImageOrientationPatient"), 6)
+            ipp = _floats(pos.get("ImagePositionPatient"), 3)
+            ps = _floats(meas.get("PixelSpacing"), 2)
+            if iop is None or ipp is None or ps is None:
+                return []
+            thick = meas.get("SpacingBetweenSlices") or meas.get("SliceThickness") or 0
+            out.append(_Slice(path, f, ds, iop, ipp, ps, float(thick), f + 1))
+        return out
+    iop = _floats(ds.get("ImageOrientationPatient"), 6)
+    ipp = _floats(ds.get("ImagePositionPatient"), 3)
+    if iop is None or ipp is None or "Rows" not in ds:
+        return []  # DICOMDIR, structured reports, presentation states …
+    ps = _floats(ds.get("PixelSpacing", [0.0, 0.0]), 2) or (0.0, 0.0)
+    try:
+        thick = float(ds.get("SpacingBetweenSlices") or ds.get("SliceThickness") or 0)
+    except (TypeError, ValueError):
+        thick = 0.0
+    return [_Slice(path, None, ds, iop, ipp, ps, thick, int(ds.get("InstanceNumber", 0) or 0))]
+
+
 def find_dicom_series(folder: str | Path) -> list[DicomSeries]:
     """Scan ``folder`` (recursively) and group image files into series.
 
     Files are grouped by SeriesInstanceUID and image orientation (a localizer stored as one
-    series with three planes becomes three stacks). Non-DICOM files are ignored.
+    series with three planes becomes three stacks). Enhanced multi-frame files contribute one
+    slice per frame (geometry from the per-frame functional groups). Non-DICOM files are
+    ignored.
 
     Parameters
     ----------
@@ -111,76 +176,56 @@ def find_dicom_series(folder: str | Path) -> list[DicomSeries]:
         Possibly empty.
     """
     folder = Path(folder)
-    groups: dict[tuple, list[tuple[Path, pydicom.Dataset]]] = {}
+    groups: dict[tuple, list[_Slice]] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
             ds = pydicom.dcmread(str(path), stop_before_pixels=True)
         except Exception:  # not DICOM (or unreadable): skip, like a viewer would
             continue
-        iop = ds.get("ImageOrientationPatient")
-        ipp = ds.get("ImagePositionPatient")
-        if iop is None or ipp is None or "Rows" not in ds:
-            continue  # DICOMDIR, structured reports, presentation states …
-        try:
-            iop_f = tuple(round(float(v), 3) for v in iop)  # grouping key only
-            ipp_f = tuple(float(v) for v in ipp)
-        except (TypeError, ValueError):
-            continue
-        if len(iop_f) != 6 or len(ipp_f) != 3:
-            continue
-        key = (_text(ds, "SeriesInstanceUID"), iop_f)
-        groups.setdefault(key, []).append((path, ds))
+        for sl in _slices_of(path, ds):
+            key = (_text(ds, "SeriesInstanceUID"), tuple(round(v, 3) for v in sl.iop))
+            groups.setdefault(key, []).append(sl)
 
     series: list[DicomSeries] = []
     for (uid, _), items in groups.items():
-        iop_f = [float(v) for v in items[0][1].ImageOrientationPatient]
+        first = items[0]
         # Direction cosines are stored rounded: renormalise so spacing stays exact.
-        row = np.asarray(iop_f[:3]) / (np.linalg.norm(iop_f[:3]) or 1.0)
-        col = np.asarray(iop_f[3:]) / (np.linalg.norm(iop_f[3:]) or 1.0)
+        row = np.asarray(first.iop[:3]) / (np.linalg.norm(first.iop[:3]) or 1.0)
+        col = np.asarray(first.iop[3:]) / (np.linalg.norm(first.iop[3:]) or 1.0)
         normal = np.cross(row, col)
         normal /= np.linalg.norm(normal) or 1.0
-        first = items[0][1]
-        try:
-            ps = tuple(float(v) for v in first.get("PixelSpacing", [0.0, 0.0]))[:2]
-        except (TypeError, ValueError):
-            ps = (0.0, 0.0)
-        try:
-            thick = float(first.get("SpacingBetweenSlices") or first.get("SliceThickness") or 0)
-        except (TypeError, ValueError):
-            thick = 0.0
         s = DicomSeries(
             uid=uid,
-            description=_text(first, "SeriesDescription"),
-            protocol=_text(first, "ProtocolName"),
-            modality=_text(first, "Modality") or None,
+            description=_text(first.ds, "SeriesDescription"),
+            protocol=_text(first.ds, "ProtocolName"),
+            modality=_text(first.ds, "Modality") or None,
             normal_lps=normal,
             row_dir_lps=row,
             col_dir_lps=col,
-            pixel_spacing_rc=ps if len(ps) == 2 else (0.0, 0.0),
-            slice_thickness=thick or None,
-            rows=int(first.get("Rows", 0) or 0),
-            columns=int(first.get("Columns", 0) or 0),
+            pixel_spacing_rc=first.pixel_spacing,  # type: ignore[arg-type]
+            slice_thickness=first.thickness or None,
+            rows=int(first.ds.get("Rows", 0) or 0),
+            columns=int(first.ds.get("Columns", 0) or 0),
         )
-        by_pos: dict[float, tuple[int, Path, np.ndarray]] = {}
+        by_pos: dict[float, _Slice] = {}
         n_dupes = 0
-        for path, ds in items:
-            ipp = np.array([float(v) for v in ds.ImagePositionPatient])
-            pos = round(float(np.dot(ipp, normal)), 3)
-            inst = int(ds.get("InstanceNumber", 0) or 0)
+        for sl in items:
+            pos = round(float(np.dot(sl.ipp, normal)), 3)
             if pos in by_pos:
                 n_dupes += 1
-                if inst >= by_pos[pos][0]:
+                if sl.instance >= by_pos[pos].instance:
                     continue
-            by_pos[pos] = (inst, path, ipp)
+            by_pos[pos] = sl
         if n_dupes:
             s.warnings.append(
-                f"series {uid or s.description!r}: {n_dupes} files share a slice position "
+                f"series {uid or s.description!r}: {n_dupes} images share a slice position "
                 "(several echoes or time points); the first instance at each position was used"
             )
         for pos in sorted(by_pos):
             s.positions_mm.append(pos)
-            s.files.append(by_pos[pos][1])
-            s.ipp_lps.append(by_pos[pos][2])
+            s.files.append(by_pos[pos].path)
+            s.frames.append(by_pos[pos].frame)
+            s.ipp_lps.append(np.asarray(by_pos[pos].ipp))
         series.append(s)
     return series
 
@@ -264,6 +309,59 @@ def select_series(
     return best, warnings
 
 
+def _series_meta(s: DicomSeries, warnings: list[str]) -> dict:
+    return {
+        "format": "dicom",
+        "modality": s.modality,
+        "series_uid": s.uid,
+        "series_description": s.description,
+        "protocol_name": s.protocol,
+        "n_slices": s.n_slices,
+        "slice_normal_ras": [float(v) for v in s.normal_lps * np.array([-1.0, -1.0, 1.0])],
+        "input_sha256": _series_sha256(s.files),
+        "warnings": warnings,
+    }
+
+
+def _read_frames(s: DicomSeries) -> np.ndarray:
+    """Pixel data of an enhanced multi-frame series → ``[i=column, j=row, k=slice]``."""
+    cache: dict[Path, tuple[np.ndarray, pydicom.Dataset]] = {}
+    planes = []
+    for path, frame in zip(s.files, s.frames, strict=True):
+        if path not in cache:
+            try:
+                ds = pydicom.dcmread(str(path))
+                pix = ds.pixel_array
+            except Exception:
+                raise InputError(
+                    f"cannot decode the pixel data of {path.name}; the file is corrupt or uses "
+                    "an unsupported compression"
+                ) from None
+            cache[path] = (pix.reshape((-1, *pix.shape[-2:])), ds)
+        pix, ds = cache[path]
+        slope, intercept = _rescale(ds, frame or 0)
+        plane = pix[frame or 0]
+        if (slope, intercept) != (1.0, 0.0):
+            plane = plane.astype(np.float32) * slope + intercept
+        planes.append(plane)
+    return np.ascontiguousarray(np.stack(planes, axis=-1).transpose(1, 0, 2))
+
+
+def _rescale(ds: pydicom.Dataset, frame: int) -> tuple[float, float]:
+    item = None
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if per_frame:
+        item = _first_item(per_frame[frame], "PixelValueTransformationSequence")
+    if item is None:
+        shared = _first_item(ds, "SharedFunctionalGroupsSequence")
+        item = _first_item(shared, "PixelValueTransformationSequence") if shared else None
+    src = item if item is not None else ds
+    try:
+        return float(src.get("RescaleSlope", 1) or 1), float(src.get("RescaleIntercept", 0) or 0)
+    except (TypeError, ValueError):
+        return 1.0, 0.0
+
+
 def _affine_from_tags(s: DicomSeries, warnings: list[str]) -> np.ndarray:
     """RAS+ affine from ImageOrientation/Position and PixelSpacing of the sorted slices.
 
@@ -290,7 +388,7 @@ def _affine_from_tags(s: DicomSeries, warnings: list[str]) -> np.ndarray:
 
 def _series_sha256(files: list[Path]) -> str:
     digest = hashlib.sha256()
-    for f in files:
+    for f in dict.fromkeys(files):  # a multi-frame file counts once
         digest.update(file_sha256(f).encode())
     return digest.hexdigest()
 
@@ -299,6 +397,10 @@ def read_series(s: DicomSeries) -> tuple[np.ndarray, np.ndarray, dict]:
     """Read one series: (array ``[i, j, k]``, RAS+ affine, technical metadata)."""
     warnings = list(s.warnings)
     names = [str(f) for f in s.files]
+    if any(f is not None for f in s.frames):
+        array = _read_frames(s)
+        affine = _affine_from_tags(s, warnings)
+        return array, affine, _series_meta(s, warnings)
     try:
         if len(names) == 1:
             img = sitk.ReadImage(names[0])  # single file: multi-frame or a lone slice
@@ -323,15 +425,4 @@ def read_series(s: DicomSeries) -> tuple[np.ndarray, np.ndarray, dict]:
                 f"DICOM series {s.description!r} has uneven slice spacing "
                 f"({gaps.min():.3f}–{gaps.max():.3f} mm); geometry uses the mean spacing"
             )
-    meta = {
-        "format": "dicom",
-        "modality": s.modality,
-        "series_uid": s.uid,
-        "series_description": s.description,
-        "protocol_name": s.protocol,
-        "n_slices": s.n_slices,
-        "slice_normal_ras": [float(v) for v in s.normal_lps * np.array([-1.0, -1.0, 1.0])],
-        "input_sha256": _series_sha256(s.files),
-        "warnings": warnings,
-    }
-    return array, affine, meta
+    return array, affine, _series_meta(s, warnings)

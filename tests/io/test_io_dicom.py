@@ -198,3 +198,56 @@ def test_localizer_is_not_chosen(tmp_path):
                        col_dir=(0, 1, 0), spacing_rc=(1.0, 1.0), gap=3.0, origin=(0, 0, 0),
                        description="t2_tse_tra")
     assert read_image(folder).meta["series_uid"] == uid
+
+
+def test_enhanced_multiframe_file(tmp_path):
+    """One enhanced MR file, frames stored out of order, geometry in functional groups."""
+    from pydicom.sequence import Sequence
+
+    g = GEOM
+    rng = np.random.default_rng(5)
+    vol = rng.integers(0, 3000, size=(7, 6, 5)).astype(np.uint16)  # rows, cols, slices
+    row_dir, col_dir = np.asarray(g["row_dir"]), np.asarray(g["col_dir"])
+    normal = np.cross(row_dir, col_dir)
+    order = [3, 0, 4, 1, 2]  # frame f holds slice order[f]
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.InstitutionName = SECRETS
+    ds.Modality, ds.SeriesInstanceUID, ds.SeriesDescription = "MR", generate_uid(), "t2_spc_sag"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 7, 6, len(order)
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit, ds.PixelRepresentation = 15, 0
+    meas, orient = pydicom.Dataset(), pydicom.Dataset()
+    meas.PixelSpacing = [f"{v:.6f}" for v in g["spacing_rc"]]
+    meas.SliceThickness = f"{g['gap']:.3f}"
+    orient.ImageOrientationPatient = [f"{v:.6f}" for v in (*row_dir, *col_dir)]
+    shared = pydicom.Dataset()
+    shared.PixelMeasuresSequence = Sequence([meas])
+    shared.PlaneOrientationSequence = Sequence([orient])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    frames = []
+    for k in order:
+        pos = pydicom.Dataset()
+        ipp = np.asarray(g["origin"]) + k * g["gap"] * normal
+        pos.ImagePositionPatient = [f"{v:.6f}" for v in ipp]
+        item = pydicom.Dataset()
+        item.PlanePositionSequence = Sequence([pos])
+        frames.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(frames)
+    ds.PixelData = np.ascontiguousarray(np.stack([vol[:, :, k] for k in order])).tobytes()
+    (tmp_path / "mf").mkdir()
+    ds.save_as(tmp_path / "mf" / "enhanced.dcm", enforce_file_format=True)
+
+    img = read_image(tmp_path / "mf")
+    np.testing.assert_allclose(img.source_affine, _expected_ras_affine(**g), atol=1e-4)
+    np.testing.assert_array_equal(img.to_source().array, np.transpose(vol, (1, 0, 2)))
+    assert img.meta["n_slices"] == 5 and img.meta["series_description"] == "t2_spc_sag"
+    for secret in SECRETS:
+        assert secret not in repr(img.meta)

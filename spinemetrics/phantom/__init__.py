@@ -85,9 +85,17 @@ class Phantom:
         return np.asarray(pts_anat, float) @ A[:3, :3].T + A[:3, 3]
 
 
-def make_phantom(params: PhantomParams, spacing=(1.0, 1.0, 1.0), rotation_deg=(0.0, 0.0, 0.0),
-                 contrast: str = "T2", seed: int | None = 0, with_image: bool = True,
-                 orientation: str = "RAS", fov_mm=None, scan: str = "phantom") -> Phantom:
+def make_phantom(
+    params: PhantomParams,
+    spacing=(1.0, 1.0, 1.0),
+    rotation_deg=(0.0, 0.0, 0.0),
+    contrast: str = "T2",
+    seed: int | None = 0,
+    with_image: bool = True,
+    orientation: str = "RAS",
+    fov_mm=None,
+    scan: str = "phantom",
+) -> Phantom:
     """Render a phantom on a voxel grid.
 
     Parameters

@@ -56,7 +56,14 @@ from scipy.spatial import cKDTree
 from spinemetrics.labels import SACRUM_ID, Structure, vertebra_id
 from spinemetrics.phantom import tissues as T
 from spinemetrics.phantom.params import PhantomParams
-from spinemetrics.phantom.shapes import Capsule, EllipticSlab, FuncShape, Shape, SuperEllipsoid
+from spinemetrics.phantom.shapes import (
+    Capsule,
+    EllipticSlab,
+    FuncShape,
+    Shape,
+    SuperEllipsoid,
+    _pow,
+)
 
 X_AXIS = np.array([1.0, 0.0, 0.0])
 
@@ -171,8 +178,9 @@ class CanalLine:
         Half-width of the strip around the centreline covered by the lookup (mm).
     """
 
-    def __init__(self, anchors: np.ndarray, step: float = 0.1, lut_mm: float = 0.5,
-                 margin: float = 40.0) -> None:
+    def __init__(
+        self, anchors: np.ndarray, step: float = 0.1, lut_mm: float = 1.0, margin: float = 32.0
+    ) -> None:
         anchors = np.asarray(anchors, float)
         chord = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(anchors, axis=0), axis=1))]
         spl = CubicSpline(chord, anchors[:, 1:], bc_type="natural")
@@ -190,7 +198,9 @@ class CanalLine:
         self.points = np.column_stack([np.zeros(n), yz])
         self.tangent = np.column_stack([np.zeros(n), d])
         self.normal = np.column_stack([np.zeros(n), d[:, 1], -d[:, 0]])  # anterior
-        self._tree = cKDTree(yz)
+        # coarse tree (0.5 mm) for the nearest sample; s and ap are then refined linearly
+        self._sub = max(1, int(round(0.5 / step)))
+        self._tree = cKDTree(yz[:: self._sub])
         # lookup table over a (y, z) box
         lo = yz.min(axis=0) - margin
         hi = yz.max(axis=0) + margin
@@ -205,9 +215,23 @@ class CanalLine:
             np.float64
         )
         self.lut_shape = YY.shape
+        self._flat = self.lut.reshape(-1, 2)
+
+    def pieces(self, s_lo: float, s_hi: float, radius: float, step: float = 30.0) -> list:
+        """Capsules covering the tube of ``radius`` around the centreline on [s_lo, s_hi]."""
+        s_lo, s_hi = max(s_lo, 0.0), min(s_hi, self.length)
+        n = max(1, int(np.ceil((s_hi - s_lo) / step)))
+        ss = np.linspace(s_lo, s_hi, n + 1)
+        r = radius + step * step / 400.0 + 1.0  # sag of a chord on a bend of radius ≥ 50 mm
+        return [(self.point(a), self.point(b), r) for a, b in zip(ss[:-1], ss[1:], strict=False)]
 
     def _exact(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         dist, idx = self._tree.query(q)
+        idx = idx * self._sub
+        # refine to the nearest dense sample by projecting on the local tangent
+        d0 = q - self.points[idx, 1:]
+        shift = np.rint(np.einsum("ij,ij->i", d0, self.tangent[idx, 1:]) / (self.s[1] - self.s[0]))
+        idx = np.clip(idx + shift.astype(np.int64), 0, len(self.s) - 1)
         d = q - self.points[idx, 1:]
         tang = self.tangent[idx, 1:]
         nrm = self.normal[idx, 1:]
@@ -220,27 +244,31 @@ class CanalLine:
 
     def coords(self, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Canal coordinates (s, ap) of points, by bilinear lookup (NaN outside the strip)."""
-        fy = (np.asarray(y, np.float64) - self.lut_lo[0]) / self.lut_h
-        fz = (np.asarray(z, np.float64) - self.lut_lo[1]) / self.lut_h
+        fy = (np.asarray(y, np.float64) - self.lut_lo[0]) * (1.0 / self.lut_h)
+        fz = (np.asarray(z, np.float64) - self.lut_lo[1]) * (1.0 / self.lut_h)
         ny, nz = self.lut_shape
-        iy = np.floor(fy).astype(np.int64)
-        iz = np.floor(fz).astype(np.int64)
-        valid = (iy >= 0) & (iy < ny - 1) & (iz >= 0) & (iz < nz - 1)
-        iy = np.where(valid, iy, 0)
-        iz = np.where(valid, iz, 0)
+        valid = (fy >= 0) & (fy < ny - 1) & (fz >= 0) & (fz < nz - 1)
+        fy = np.where(valid, fy, 0.0)
+        fz = np.where(valid, fz, 0.0)
+        iy = fy.astype(np.int64)
+        iz = fz.astype(np.int64)
         wy = fy - iy
         wz = fz - iz
-        L = self.lut
-        out = []
-        for c in range(2):
-            v = (L[iy, iz, c] * (1 - wy) * (1 - wz) + L[iy + 1, iz, c] * wy * (1 - wz)
-                 + L[iy, iz + 1, c] * (1 - wy) * wz + L[iy + 1, iz + 1, c] * wy * wz)
-            out.append(np.where(valid, v, np.nan))
-        return out[0], out[1]
+        flat = self._flat
+        i00 = iy * nz + iz
+        v00, v01 = flat[i00], flat[i00 + 1]
+        v10, v11 = flat[i00 + nz], flat[i00 + nz + 1]
+        wy = wy[..., None]
+        wz = wz[..., None]
+        v0 = v00 + (v10 - v00) * wy
+        v = v0 + (v01 + (v11 - v01) * wy - v0) * wz
+        v[~valid] = np.nan
+        return v[..., 0], v[..., 1]
 
     def point(self, s: float) -> np.ndarray:
-        return np.array([0.0, np.interp(s, self.s, self.points[:, 1]),
-                         np.interp(s, self.s, self.points[:, 2])])
+        return np.array(
+            [0.0, np.interp(s, self.s, self.points[:, 1]), np.interp(s, self.s, self.points[:, 2])]
+        )
 
     def frame(self, s: float) -> tuple[np.ndarray, np.ndarray]:
         """Unit tangent (cranial) and AP normal (anterior) at arc length s."""
@@ -283,14 +311,21 @@ class Anatomy:
 
     def classify(self, x, y, z) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Semantic label, level id and tissue at arbitrary anatomical points (exact shapes)."""
-        x, y, z = np.broadcast_arrays(np.asarray(x, float), np.asarray(y, float),
-                                      np.asarray(z, float))
+        x, y, z = np.broadcast_arrays(
+            np.asarray(x, float), np.asarray(y, float), np.asarray(z, float)
+        )
         seg = np.zeros(x.shape, np.uint8)
         lev = np.zeros(x.shape, np.uint8)
         tis = np.zeros(x.shape, np.uint8)
         for sh in self.shapes:
-            box = ((x >= sh.lo[0]) & (x <= sh.hi[0]) & (y >= sh.lo[1]) & (y <= sh.hi[1])
-                   & (z >= sh.lo[2]) & (z <= sh.hi[2]))
+            box = (
+                (x >= sh.lo[0])
+                & (x <= sh.hi[0])
+                & (y >= sh.lo[1])
+                & (y <= sh.hi[1])
+                & (z >= sh.lo[2])
+                & (z <= sh.hi[2])
+            )
             if not box.any():
                 continue
             xs, ys, zs = x[box], y[box], z[box]
@@ -338,14 +373,26 @@ def build_anatomy(p: PhantomParams) -> Anatomy:
         u = n_tilt(tilt)
         c = top.point - (h / 2.0) * u
         bottom = Plane(c - (h / 2.0) * u, top.tilt_deg - k)
-        sacrum.append(BodyGeom(nm, SACRUM_ID, c, tilt, h, p.s1_depth_mm * _SACRAL_D[i],
-                               p.s1_width_mm * _SACRAL_W[i], -k, bottom, top))
+        sacrum.append(
+            BodyGeom(
+                nm,
+                SACRUM_ID,
+                c,
+                tilt,
+                h,
+                p.s1_depth_mm * _SACRAL_D[i],
+                p.s1_width_mm * _SACRAL_W[i],
+                -k,
+                bottom,
+                top,
+            )
+        )
         top = bottom
 
     # ---- mobile spine (upward from the S1 plate)
     lower = Plane(np.zeros(3), ss)
     lower_ep_depth = p.s1_depth_mm
-    for dname, vname in zip(reversed(p.discs), reversed(p.vertebrae)):
+    for dname, vname in zip(reversed(p.discs), reversed(p.vertebrae), strict=False):
         up, lo = dname.split("-")
         dd, dw = p.disc_depth_mm[dname], p.disc_width_mm[dname]
         ha, hp = p.disc_height_anterior_mm[dname], p.disc_height_posterior_mm[dname]
@@ -355,12 +402,15 @@ def build_anatomy(p: PhantomParams) -> Anatomy:
         u = n_tilt(tilt)
         e1 = lower.ap
         e2 = a_tilt(lower.tilt_deg - w)
-        delta = (p.slip_percent.get(dname, 0.0) / 100.0 * lower_ep_depth - hm * (u @ e1)) / (e2 @ e1)
+        delta = (p.slip_percent.get(dname, 0.0) / 100.0 * lower_ep_depth - hm * (u @ e1)) / (
+            e2 @ e1
+        )
         p2 = lower.point + hm * u + delta * e2
         upper = Plane(p2, lower.tilt_deg - w)
         m = 0.5 * (lower.point + p2)
-        discs[dname] = DiscGeom(dname, 100 + vertebra_id(up), up, lo, m, tilt, dd, dw, w,
-                                lower, upper, lower_ep_depth)
+        discs[dname] = DiscGeom(
+            dname, 100 + vertebra_id(up), up, lo, m, tilt, dd, dw, w, lower, upper, lower_ep_depth
+        )
         # body above
         bd, bw = p.body_depth_mm[vname], p.body_width_mm[vname]
         bha, bhp = p.body_height_anterior_mm[vname], p.body_height_posterior_mm[vname]
@@ -389,20 +439,31 @@ def build_anatomy(p: PhantomParams) -> Anatomy:
     low_v = p.vertebrae[-1]
     gp_s1 = max(2.0, p.canal_ap_mm[low_v] - g_a - 2 * r)
     anchors.append((s1.centre - (s1.depth_mm / 2.0 + g_a + r) * s1.a, r, gp_s1, "S1"))
-    for dname, vname in zip(reversed(p.discs), reversed(p.vertebrae)):
+    for dname, vname in zip(reversed(p.discs), reversed(p.vertebrae), strict=False):
         d = discs[dname]
         r = rap_of(p.sac_area_mm2[dname])
         gp_d = 0.5 * (p.canal_ap_mm[d.upper] + p.canal_ap_mm.get(d.lower, p.canal_ap_mm[d.upper]))
-        anchors.append((d.centre - (d.depth_mm / 2.0 + g_a + r) * d.a, r,
-                        max(1.5, gp_d - g_a - 2 * r), dname))
+        anchors.append(
+            (d.centre - (d.depth_mm / 2.0 + g_a + r) * d.a, r, max(1.5, gp_d - g_a - 2 * r), dname)
+        )
         b = bodies[vname]
         r = rap_of(p.sac_area_mm2[vname])
-        anchors.append((b.centre - (b.depth_mm / 2.0 + g_a + r) * b.a, r,
-                        max(1.5, p.canal_ap_mm[vname] - g_a - 2 * r), vname))
+        anchors.append(
+            (
+                b.centre - (b.depth_mm / 2.0 + g_a + r) * b.a,
+                r,
+                max(1.5, p.canal_ap_mm[vname] - g_a - 2 * r),
+                vname,
+            )
+        )
     topb = bodies[p.vertebrae[0]]
     r_top = anchors[-1][1]
     for ext in (30.0, 60.0):
-        pt = topb.centre + (topb.height_mm / 2.0 + ext) * topb.u - (topb.depth_mm / 2.0 + g_a + r_top) * topb.a
+        pt = (
+            topb.centre
+            + (topb.height_mm / 2.0 + ext) * topb.u
+            - (topb.depth_mm / 2.0 + g_a + r_top) * topb.a
+        )
         anchors.append((pt, r_top, anchors[-1][2], f"top+{ext:.0f}"))
     canal = CanalLine(np.array([a[0] for a in anchors]))
 
@@ -415,7 +476,9 @@ def build_anatomy(p: PhantomParams) -> Anatomy:
         s_level[seg.name] = canal.crossing(seg.centre, seg.u)
 
     # base radius / gap profiles along s (PCHIP through the level anchors above S1)
-    keys = ["S1"] + [k for pair in zip(reversed(p.discs), reversed(p.vertebrae)) for k in pair]
+    keys = ["S1"] + [
+        k for pair in zip(reversed(p.discs), reversed(p.vertebrae), strict=False) for k in pair
+    ]
     s_k = np.array([s_level[k] for k in keys])
     r_k = np.array([rap_of(p.sac_area_mm2[k]) for k in keys])
     gp_map = {a[3]: a[2] for a in anchors}
@@ -479,8 +542,12 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
         return np.interp(z, zc, yc)
 
     # ---- background: body outline (subcutaneous fat ring, soft tissue inside), kidneys
-    hw, pdp, adp, sf = (p.body_half_width_mm, p.posterior_depth_mm, p.anterior_depth_mm,
-                        p.subcutaneous_fat_mm)
+    hw, pdp, adp, sf = (
+        p.body_half_width_mm,
+        p.posterior_depth_mm,
+        p.anterior_depth_mm,
+        p.subcutaneous_fat_mm,
+    )
     cdy = 0.5 * (adp - pdp)
     sa, sb = 0.5 * (adp + pdp), hw
 
@@ -493,14 +560,35 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
         return (x / (sb - sf)) ** 2 + (d / (sa - sf)) ** 2 <= 1.0
 
     big = 400.0
-    shapes.append(FuncShape(S.background, 0, T.SUBCUT_FAT, [-big, -big, z_lo - 200],
-                            [big, big, z_hi + 200], outline, "outline", core=inner,
-                            core_tissue=T.SOFT))
+    shapes.append(
+        FuncShape(
+            S.background,
+            0,
+            T.SUBCUT_FAT,
+            [-big, -big, z_lo - 200],
+            [big, big, z_hi + 200],
+            outline,
+            "outline",
+            core=inner,
+            core_tissue=T.SOFT,
+            coarse=True,
+        )
+    )
     for side in (-1.0, 1.0):
         b1 = bodies.get("L1", bodies[verts[0]])
         c = b1.centre + side * (b1.width_mm / 2.0 + 52.0) * X_AXIS - 8.0 * b1.a - 10.0 * b1.u
-        shapes.append(SuperEllipsoid(S.background, 0, T.KIDNEY, c, b1.axes @ _rot_x(-15.0),
-                                     [24.0, 28.0, 55.0], 2.0, name="kidney"))
+        shapes.append(
+            SuperEllipsoid(
+                S.background,
+                0,
+                T.KIDNEY,
+                c,
+                b1.axes @ _rot_x(-15.0),
+                [24.0, 28.0, 55.0],
+                2.0,
+                name="kidney",
+            )
+        )
 
     # ---- muscles (axial cross-sections following the canal)
     shapes += _muscles(an, y_canal)
@@ -512,16 +600,42 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
     low_v = verts[-1]
     for i, seg in enumerate(an.sacrum[:5]):
         c = seg.centre - 0.55 * seg.depth_mm * seg.a
-        shapes.append(SuperEllipsoid(S.sacrum, SACRUM_ID, T.CORTEX, c, seg.axes,
-                                     [_ALA_HALF[i] * p.s1_width_mm / 50.0, 0.42 * seg.depth_mm,
-                                      0.5 * seg.height_mm + 1.0], 2.6,
-                                     core_tissue=T.SACRAL_MARROW, shell_mm=1.5, name="ala"))
-        cl = seg.centre - (0.5 * seg.depth_mm + 0.5 * p.canal_ap_mm[low_v] * (1.0 - 0.12 * i)
-                           + 5.0) * seg.a
-        shapes.append(SuperEllipsoid(S.sacrum, SACRUM_ID, T.CORTEX, cl, seg.axes,
-                                     [max(8.0, 0.3 * seg.width_mm), 4.5, 0.5 * seg.height_mm + 1.0],
-                                     3.0, core_tissue=T.SACRAL_MARROW, shell_mm=1.2,
-                                     name="sacral_lamina"))
+        shapes.append(
+            SuperEllipsoid(
+                S.sacrum,
+                SACRUM_ID,
+                T.CORTEX,
+                c,
+                seg.axes,
+                [
+                    _ALA_HALF[i] * p.s1_width_mm / 50.0,
+                    0.42 * seg.depth_mm,
+                    0.5 * seg.height_mm + 1.0,
+                ],
+                2.5,
+                core_tissue=T.SACRAL_MARROW,
+                shell_mm=1.5,
+                name="ala",
+            )
+        )
+        cl = (
+            seg.centre
+            - (0.5 * seg.depth_mm + 0.5 * p.canal_ap_mm[low_v] * (1.0 - 0.12 * i) + 5.0) * seg.a
+        )
+        shapes.append(
+            SuperEllipsoid(
+                S.sacrum,
+                SACRUM_ID,
+                T.CORTEX,
+                cl,
+                seg.axes,
+                [max(8.0, 0.3 * seg.width_mm), 4.5, 0.5 * seg.height_mm + 1.0],
+                3.0,
+                core_tissue=T.SACRAL_MARROW,
+                shell_mm=1.2,
+                name="sacral_lamina",
+            )
+        )
 
     # ---- canal contents in canal coordinates
     ratio = p.sac_lr_ap_ratio
@@ -540,10 +654,32 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
         c = 0.5 * (g_a - gp)
         ha = ra + 0.5 * (g_a + gp)
         hl = ratio * ra + 3.5
-        v = np.abs((ap - c) / ha) ** 2.4 + np.abs(x / hl) ** 2.4
+        v = _pow((ap - c) / ha, 2.5) + _pow(x / hl, 2.5)
         return ok & (v <= 1.0)
 
-    shapes.append(FuncShape(S.epidural_fat, 0, T.EPIDURAL_FAT, strip_lo, strip_hi, fat, "fat"))
+    ra_all = np.maximum(an.base_radii(canal.s)[0], 3.0)
+    r_fat = (
+        float(
+            np.max(
+                np.maximum(
+                    np.maximum(ra_all + gap_post(canal.s), ra_all + g_a), ratio * ra_all + 3.5
+                )
+            )
+        )
+        + 1.0
+    )
+    shapes.append(
+        FuncShape(
+            S.epidural_fat,
+            0,
+            T.EPIDURAL_FAT,
+            strip_lo,
+            strip_hi,
+            fat,
+            "fat",
+            pieces=canal.pieces(s_hiatus, s_top, r_fat),
+        )
+    )
 
     # nerve roots (before the sac, which overwrites their intradural part)
     shapes += _roots(an)
@@ -553,9 +689,25 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
         ok = np.isfinite(s)
         s = np.where(ok, s, 0.0)
         ra, rl = an.sac_radii(s)
-        return ok & (ra > 0) & ((ap / np.maximum(ra, 1e-6)) ** 2 + (x / np.maximum(rl, 1e-6)) ** 2 <= 1.0)
+        return (
+            ok
+            & (ra > 0)
+            & ((ap / np.maximum(ra, 1e-6)) ** 2 + (x / np.maximum(rl, 1e-6)) ** 2 <= 1.0)
+        )
 
-    shapes.append(FuncShape(S.thecal_sac, 0, T.CSF, strip_lo, strip_hi, sac, "sac"))
+    r_sac = float(np.max(an.base_radii(canal.s)[1])) + 1.0
+    shapes.append(
+        FuncShape(
+            S.thecal_sac,
+            0,
+            T.CSF,
+            strip_lo,
+            strip_hi,
+            sac,
+            "sac",
+            pieces=canal.pieces(an.s_level["S2"], s_top, r_sac),
+        )
+    )
 
     # cord + conus
     first_disc = p.discs[0]
@@ -580,7 +732,18 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
         cl = np.minimum(1.25 * rc * taper, 0.7 * rl)
         return ok & ((ap / np.maximum(ca, 1e-6)) ** 2 + (x / np.maximum(cl, 1e-6)) ** 2 <= 1.0)
 
-    shapes.append(FuncShape(S.spinal_cord, 0, T.CORD, strip_lo, strip_hi, cord, "cord"))
+    shapes.append(
+        FuncShape(
+            S.spinal_cord,
+            0,
+            T.CORD,
+            strip_lo,
+            strip_hi,
+            cord,
+            "cord",
+            pieces=canal.pieces(s_conus, s_top, 1.25 * rc + 1.0),
+        )
+    )
     an.s_level["conus"] = s_conus
 
     # ligamentum flavum, per disc and side
@@ -588,8 +751,18 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
         sd = an.s_level[dname]
         hd = d.height_at(0.0)
         for side, sgn in (("L", -1.0), ("R", 1.0)):
-            shapes.append(_lf_shape(an, gap_post, sd, hd, sgn, p.lf_thickness_mm[f"{dname}:{side}"],
-                                    strip_lo, strip_hi))
+            shapes.append(
+                _lf_shape(
+                    an,
+                    gap_post,
+                    sd,
+                    hd,
+                    sgn,
+                    p.lf_thickness_mm[f"{dname}:{side}"],
+                    strip_lo,
+                    strip_hi,
+                )
+            )
 
     # ---- posterior elements
     for v in verts:
@@ -599,20 +772,59 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
     # ---- discs and bodies (exact geometry, painted last)
     for d in an.discs.values():
         core_t = T.NUCLEUS_DEGEN if p.disc_degenerated.get(d.name) else T.NUCLEUS
-        shapes.append(EllipticSlab(S.intervertebral_disc, d.did, T.ANNULUS, d.centre, d.u, d.a,
-                                   d.depth_mm / 2.0, d.width_mm / 2.0, d.inferior.as_tuple(),
-                                   d.superior.as_tuple(), core_tissue=core_t,
-                                   core_scale=(0.55, 0.6, 0.75), name=d.name))
+        shapes.append(
+            EllipticSlab(
+                S.intervertebral_disc,
+                d.did,
+                T.ANNULUS,
+                d.centre,
+                d.u,
+                d.a,
+                d.depth_mm / 2.0,
+                d.width_mm / 2.0,
+                d.inferior.as_tuple(),
+                d.superior.as_tuple(),
+                core_tissue=core_t,
+                core_scale=(0.55, 0.6, 0.75),
+                name=d.name,
+            )
+        )
     for b in bodies.values():
-        shapes.append(EllipticSlab(S.vertebral_body, b.vid, T.CORTEX, b.centre, b.u, b.a,
-                                   b.depth_mm / 2.0, b.width_mm / 2.0, b.inferior.as_tuple(),
-                                   b.superior.as_tuple(), core_tissue=T.MARROW, shell_mm=1.2,
-                                   name=b.name))
+        shapes.append(
+            EllipticSlab(
+                S.vertebral_body,
+                b.vid,
+                T.CORTEX,
+                b.centre,
+                b.u,
+                b.a,
+                b.depth_mm / 2.0,
+                b.width_mm / 2.0,
+                b.inferior.as_tuple(),
+                b.superior.as_tuple(),
+                core_tissue=T.MARROW,
+                shell_mm=1.2,
+                name=b.name,
+            )
+        )
     for seg in an.sacrum:
-        shapes.append(EllipticSlab(S.sacrum, SACRUM_ID, T.CORTEX, seg.centre, seg.u, seg.a,
-                                   seg.depth_mm / 2.0, seg.width_mm / 2.0,
-                                   seg.inferior.as_tuple(), seg.superior.as_tuple(),
-                                   core_tissue=T.SACRAL_MARROW, shell_mm=1.2, name=seg.name))
+        shapes.append(
+            EllipticSlab(
+                S.sacrum,
+                SACRUM_ID,
+                T.CORTEX,
+                seg.centre,
+                seg.u,
+                seg.a,
+                seg.depth_mm / 2.0,
+                seg.width_mm / 2.0,
+                seg.inferior.as_tuple(),
+                seg.superior.as_tuple(),
+                core_tissue=T.SACRAL_MARROW,
+                shell_mm=1.2,
+                name=seg.name,
+            )
+        )
     return shapes
 
 
@@ -629,8 +841,16 @@ def _rot_u(deg: float) -> np.ndarray:
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]], float)
 
 
-def _lf_shape(an: Anatomy, gap_post, sd: float, hd: float, sgn: float, thick: float,
-              lo: np.ndarray, hi: np.ndarray) -> Shape:
+def _lf_shape(
+    an: Anatomy,
+    gap_post,
+    sd: float,
+    hd: float,
+    sgn: float,
+    thick: float,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> Shape:
     canal = an.canal
     ratio = an.params.sac_lr_ap_ratio
     s_lo, s_hi = sd - 0.5 * hd - 5.0, sd + 0.5 * hd + 8.0
@@ -654,9 +874,30 @@ def _lf_shape(an: Anatomy, gap_post, sd: float, hd: float, sgn: float, thick: fl
         rel_ap = ap + post
         along = (rel_ap * dap + lr * dlr) / length
         outward = (lr * dap - rel_ap * dlr) / length  # >0 away from the canal (posterolateral)
-        return ok & (along >= 0) & (along <= length) & (outward >= 0) & (outward <= thick)
+        # cut at the mid-sagittal plane (not square to the band), so the two sides meet as a
+        # continuous roof; each side alone is a band of exact thickness ``thick``
+        return (
+            ok
+            & (lr >= 0)
+            & (along >= -2.0 * thick - 2.0)
+            & (along <= length)
+            & (outward >= 0)
+            & (outward <= thick)
+        )
 
-    return FuncShape(Structure.ligamentum_flavum, 0, T.LF, blo, bhi, band, "lf")
+    ss = np.linspace(s_lo, s_hi, 20)
+    ra_ = an.base_radii(ss)[0]
+    r = float(np.max(np.maximum(ra_ + gap_post(ss), ratio * ra_ + 3.5))) + thick + 2.0
+    return FuncShape(
+        Structure.ligamentum_flavum,
+        0,
+        T.LF,
+        blo,
+        bhi,
+        band,
+        "lf",
+        pieces=canal.pieces(s_lo, s_hi, r, step=s_hi - s_lo),
+    )
 
 
 def _posterior_elements(an: Anatomy, v: str) -> list[Shape]:
@@ -676,24 +917,60 @@ def _posterior_elements(an: Anatomy, v: str) -> list[Shape]:
 
     def se(name, local, half, power, rot=None):
         axes = ax if rot is None else ax @ rot
-        out.append(SuperEllipsoid(S.posterior_elements, vid, T.PE_BONE, b.to_anat(*local), axes,
-                                  half, power, core_tissue=T.PE_MARROW, shell_mm=1.2, name=name))
+        out.append(
+            SuperEllipsoid(
+                S.posterior_elements,
+                vid,
+                T.PE_BONE,
+                b.to_anat(*local),
+                axes,
+                half,
+                power,
+                core_tissue=T.PE_MARROW,
+                shell_mm=1.2,
+                name=name,
+            )
+        )
 
     kind = "T" if v.startswith("T") else "L"
     lumbar_index = int(v[1:]) if kind == "L" else 0
     tp_len = {0: 10.0, 1: 14.0, 2: 19.0, 3: 24.0, 4: 21.0, 5: 18.0, 6: 16.0}[lumbar_index]
     for sgn in (-1.0, 1.0):
-        se("pedicle", (sgn * xp, pw - C / 2.0 + 1.5, 0.18 * Hm), (wp / 2.0, C / 2.0 + 3.0, hp / 2.0), 2.5)
-        se("lamina", (sgn * (xp / 2.0 + 1.0), pw - C - Lt / 2.0 + 0.5, -1.5),
-           (xp / 2.0 + 2.0, Lt / 2.0, Hm / 2.0 + 0.5), 5.0, _rot_u(sgn * 12.0))
+        # the pedicle runs from the articular pillar into the body; at its lateral edge the
+        # elliptic body wall lies anterior of the mid-line wall, so reach 4 mm inside it there
+        edge = min((xp + wp / 2.0) / (b.width_mm / 2.0), 1.0)
+        a_front = -(D / 2.0) * np.sqrt(1.0 - edge**2) + 4.0
+        a_back = pw - C - 1.5
+        se(
+            "pedicle",
+            (sgn * xp, 0.5 * (a_front + a_back), 0.18 * Hm),
+            (wp / 2.0, 0.5 * (a_front - a_back), hp / 2.0),
+            2.5,
+        )
+        se(
+            "lamina",
+            (sgn * (xp / 2.0 + 1.0), pw - C - Lt / 2.0 + 0.5, -1.5),
+            (xp / 2.0 + 2.0, Lt / 2.0, Hm / 2.0 + 0.5),
+            4.0,
+            _rot_u(sgn * 12.0),
+        )
         se("sap", (sgn * (xp + 1.5), pw - 0.55 * C, Hm / 2.0 + 3.0), (4.5, 5.0, 8.0), 2.5)
         se("iap", (sgn * (xp - 1.0), pw - C - 1.0, -Hm / 2.0 - 3.0), (4.5, 5.0, 9.0), 2.5)
-        se("tp", (sgn * (xp + wp / 2.0 + tp_len / 2.0), pw - 0.6 * C, 0.1 * Hm),
-           (tp_len / 2.0 + 2.0, 4.0, 8.0 if lumbar_index >= 5 else 5.5), 2.5)
+        se(
+            "tp",
+            (sgn * (xp + wp / 2.0 + tp_len / 2.0), pw - 0.6 * C, 0.1 * Hm),
+            (tp_len / 2.0 + 2.0, 4.0, 8.0 if lumbar_index >= 5 else 5.5),
+            2.5,
+        )
     se("lamina_mid", (0.0, pw - C - Lt / 2.0, 0.0), (6.0, Lt / 2.0, Hm / 2.0 + 2.0), 6.0)
     sp_len = 30.0 if kind == "L" else 26.0
-    se("spinous", (0.0, pw - C - Lt - sp_len / 2.0 + 3.0, -0.15 * Hm), (3.5, sp_len / 2.0, 0.36 * Hm),
-       3.0, _rot_x(-12.0))
+    se(
+        "spinous",
+        (0.0, pw - C - Lt - sp_len / 2.0 + 3.0, -0.15 * Hm),
+        (3.5, sp_len / 2.0, 0.36 * Hm),
+        3.0,
+        _rot_x(-12.0),
+    )
     return out
 
 
@@ -707,14 +984,36 @@ def _s1_articular(an: Anatomy) -> list[Shape]:
     out = []
     for sgn in (-1.0, 1.0):
         c = s1.to_anat(sgn * (xp + 2.0), -s1.depth_mm / 2.0 - 0.55 * C, s1.height_mm / 2.0 + 1.0)
-        out.append(SuperEllipsoid(Structure.sacrum, SACRUM_ID, T.CORTEX, c, s1.axes,
-                                  [5.0, 5.5, 9.0], 2.5, core_tissue=T.SACRAL_MARROW, shell_mm=1.2,
-                                  name="s1_sap"))
+        out.append(
+            SuperEllipsoid(
+                Structure.sacrum,
+                SACRUM_ID,
+                T.CORTEX,
+                c,
+                s1.axes,
+                [5.0, 5.5, 9.0],
+                2.5,
+                core_tissue=T.SACRAL_MARROW,
+                shell_mm=1.2,
+                name="s1_sap",
+            )
+        )
         # pedicle-like bridge from the S1 body to the articular process
         c2 = s1.to_anat(sgn * xp, -s1.depth_mm / 2.0 - C / 2.0 + 1.5, 0.25 * s1.height_mm)
-        out.append(SuperEllipsoid(Structure.sacrum, SACRUM_ID, T.CORTEX, c2, s1.axes,
-                                  [6.0, C / 2.0 + 3.0, 8.0], 2.5, core_tissue=T.SACRAL_MARROW,
-                                  shell_mm=1.2, name="s1_pedicle"))
+        out.append(
+            SuperEllipsoid(
+                Structure.sacrum,
+                SACRUM_ID,
+                T.CORTEX,
+                c2,
+                s1.axes,
+                [6.0, C / 2.0 + 3.0, 8.0],
+                2.5,
+                core_tissue=T.SACRAL_MARROW,
+                shell_mm=1.2,
+                name="s1_pedicle",
+            )
+        )
     return out
 
 
@@ -761,16 +1060,43 @@ def _muscles(an: Anatomy, y_canal) -> list[Shape]:
         es_rx = (27.0 + 4.0 * np.sin(np.pi * f) - 3.0 * f) * es
         es_ry = (21.0 + 3.0 * np.sin(np.pi * f)) * es
         ra, _ = an.base_radii(an.s_level[v])
-        d_lam = -(float(ra) + p.canal_ap_mm[v] - p.anterior_epidural_mm - 2 * float(ra)
-                  + p.lamina_thickness_mm)
+        d_lam = -(
+            float(ra)
+            + p.canal_ap_mm[v]
+            - p.anterior_epidural_mm
+            - 2 * float(ra)
+            + p.lamina_thickness_mm
+        )
         es_cd = d_lam - es_ry + 10.0
         es_cx = 5.0 + es_rx
         ql = 1.0 if 0.1 < f < 0.85 else 0.0
-        rows.append([b.centre[2], ps_cx, ps_cd, ps_rx, ps_ry, es_cx, es_cd, es_rx, es_ry,
-                     b.width_mm / 2.0 + 42.0, d_body - b.depth_mm / 2.0 - 2.0, 11.0 * ql, 8.0 * ql])
+        rows.append(
+            [
+                b.centre[2],
+                ps_cx,
+                ps_cd,
+                ps_rx,
+                ps_ry,
+                es_cx,
+                es_cd,
+                es_rx,
+                es_ry,
+                b.width_mm / 2.0 + 42.0,
+                d_body - b.depth_mm / 2.0 - 2.0,
+                11.0 * ql,
+                8.0 * ql,
+            ]
+        )
     top_b = an.bodies[verts[0]]
-    rows.insert(0, [top_b.centre[2] + 120.0] + rows[0][1:3] + [rows[0][3] * 0.5, rows[0][4] * 0.5]
-                + rows[0][5:9] + rows[0][9:11] + [0.0, 0.0])
+    rows.insert(
+        0,
+        [top_b.centre[2] + 120.0]
+        + rows[0][1:3]
+        + [rows[0][3] * 0.5, rows[0][4] * 0.5]
+        + rows[0][5:9]
+        + rows[0][9:11]
+        + [0.0, 0.0],
+    )
     s1 = an.sacrum[0]
     d_s1 = s1.centre[1] - y_canal(s1.centre[2])
     last = rows[-1]
@@ -782,36 +1108,94 @@ def _muscles(an: Anatomy, y_canal) -> list[Shape]:
         es_rx = last[7] * (0.8 - 0.55 * fz)
         es_ry = last[8] * (0.75 - 0.55 * fz)
         d_seg = -(seg.depth_mm * 0.0 + 12.0)
-        rows.append([seg.centre[2], ps_cx, ps_cd, ps_rx, last[4] * (1.0 - 0.2 * fz), 5.0 + es_rx,
-                     d_seg - es_ry + 2.0, es_rx, es_ry, last[9], last[10], 0.0, 0.0])
-    rows.append([an.sacrum[5].centre[2]] + rows[-1][1:3] + [0.0, 0.0] + rows[-1][5:7]
-                + [0.0, 0.0] + rows[-1][9:11] + [0.0, 0.0])
+        rows.append(
+            [
+                seg.centre[2],
+                ps_cx,
+                ps_cd,
+                ps_rx,
+                last[4] * (1.0 - 0.2 * fz),
+                5.0 + es_rx,
+                d_seg - es_ry + 2.0,
+                es_rx,
+                es_ry,
+                last[9],
+                last[10],
+                0.0,
+                0.0,
+            ]
+        )
+    rows.append(
+        [an.sacrum[5].centre[2]]
+        + rows[-1][1:3]
+        + [0.0, 0.0]
+        + rows[-1][5:7]
+        + [0.0, 0.0]
+        + rows[-1][9:11]
+        + [0.0, 0.0]
+    )
     tab = np.array(sorted(rows, key=lambda r: r[0]))
     zt = tab[:, 0]
+    # uniform 1 mm table in z (a gather is much cheaper than np.interp on millions of points)
+    dz = 1.0
+    zu = np.arange(zt[0], zt[-1] + dz, dz)
+    tabu = np.column_stack([np.interp(zu, zt, tab[:, c]) for c in range(tab.shape[1])])
+    ycu = y_canal(zu)
+    nzu = len(zu)
 
     def make(cols, sgn):
-        def f(x, y, z):
-            cx = np.interp(z, zt, tab[:, cols[0]])
-            cd = np.interp(z, zt, tab[:, cols[1]])
-            rx = np.interp(z, zt, tab[:, cols[2]])
-            ry = np.interp(z, zt, tab[:, cols[3]])
-            d = y - y_canal(z)
-            inside_z = (z >= zt[0]) & (z <= zt[-1])
-            return inside_z & (((sgn * x - cx) / np.maximum(rx, 1e-3)) ** 2
-                               + ((d - cd) / np.maximum(ry, 1e-3)) ** 2 <= 1.0) & (rx > 0.5)
+        cx_t, cd_t, rx_t, ry_t = (tabu[:, c].copy() for c in cols)
+        cd_t = cd_t + ycu  # absolute y of the centre
 
-        return f
+        def f(x, y, z):
+            fz = (z - zu[0]) * (1.0 / dz)
+            inside_z = (fz >= 0) & (fz < nzu - 1)
+            fz = np.where(inside_z, fz, 0.0)
+            i = fz.astype(np.int64)
+            w = fz - i
+
+            def g(t):
+                a = t[i]
+                return a + (t[i + 1] - a) * w
+
+            rx, ry = g(rx_t), g(ry_t)
+            ex = (sgn * x - g(cx_t)) / np.maximum(rx, 1e-3)
+            ey = (y - g(cd_t)) / np.maximum(ry, 1e-3)
+            return inside_z & (ex * ex + ey * ey <= 1.0) & (rx > 0.5)
+
+        # covering capsules between anchor rows (+ slack for the curved canal)
+        pieces = []
+        for k in range(len(zt) - 1):
+            za, zb = zt[k], zt[k + 1]
+            ra = max(tab[k, cols[2]], tab[k, cols[3]])
+            rb = max(tab[k + 1, cols[2]], tab[k + 1, cols[3]])
+            if max(ra, rb) <= 0.5:
+                continue
+            pa = np.array([sgn * tab[k, cols[0]], y_canal(za) + tab[k, cols[1]], za])
+            pb = np.array([sgn * tab[k + 1, cols[0]], y_canal(zb) + tab[k + 1, cols[1]], zb])
+            zz = np.linspace(za, zb, 9)
+            lin = np.interp(zz, [za, zb], [y_canal(za), y_canal(zb)])
+            sag = float(np.max(np.abs(y_canal(zz) - lin)))
+            pieces.append((pa, pb, max(ra, rb) + sag + 1.0))
+        return f, pieces
 
     out: list[Shape] = []
     ylo = an.canal.points[:, 1].min() - 150.0
     yhi = an.canal.points[:, 1].max() + 150.0
     for sgn in (-1.0, 1.0):
-        for cols, name in (((1, 2, 3, 4), "psoas"), ((5, 6, 7, 8), "erector"), ((9, 10, 11, 12), "ql")):
+        for cols, name in (
+            ((1, 2, 3, 4), "psoas"),
+            ((5, 6, 7, 8), "erector"),
+            ((9, 10, 11, 12), "ql"),
+        ):
             xmax = float(np.max(tab[:, cols[0]] + tab[:, cols[2]])) + 1.0
             xmin = float(np.min(tab[:, cols[0]] - tab[:, cols[2]])) - 1.0
             lo = [min(sgn * xmin, sgn * xmax), ylo, zt[0]]
             hi = [max(sgn * xmin, sgn * xmax), yhi, zt[-1]]
-            out.append(FuncShape(Structure.paraspinal_muscle, 0, T.MUSCLE, lo, hi, make(cols, sgn), name))
+            f, pieces = make(cols, sgn)
+            out.append(
+                FuncShape(Structure.paraspinal_muscle, 0, T.MUSCLE, lo, hi, f, name, pieces=pieces)
+            )
     return out
 
 
@@ -838,12 +1222,15 @@ def _vessels(an: Anatomy) -> list[Shape]:
     fork_v = low.to_anat(6.0, low.depth_mm / 2.0 + 2.0 + rv, 0.0)
     ven.append(fork_v)
     for pts, r, tis in ((art, ra, T.ARTERY), (ven, rv, T.VEIN)):
-        for q0, q1 in zip(pts[:-1], pts[1:]):
+        for q0, q1 in zip(pts[:-1], pts[1:], strict=False):
             out.append(Capsule(Structure.vessel, 0, tis, q0, q1, r, r, "vessel"))
     s1 = an.sacrum[0]
     s3 = an.sacrum[2]
     for sgn in (-1.0, 1.0):
-        for start, r, tis, off in ((fork_a, 0.6 * ra, T.ARTERY, 0.0), (fork_v, 0.6 * rv, T.VEIN, -6.0)):
+        for start, r, tis, off in (
+            (fork_a, 0.6 * ra, T.ARTERY, 0.0),
+            (fork_v, 0.6 * rv, T.VEIN, -6.0),
+        ):
             q1 = s1.to_anat(sgn * (s1.width_mm / 2.0 + 8.0), s1.depth_mm / 2.0 + 14.0 + off, 0.0)
             q2 = s3.to_anat(sgn * (s1.width_mm / 2.0 + 45.0), s3.depth_mm / 2.0 + 45.0 + off, 0.0)
             out.append(Capsule(Structure.vessel, 0, tis, start, q1, r, r, "iliac"))

@@ -38,13 +38,15 @@ def spine_levels(lumbar_count: int = 5, top: str = "T12") -> tuple[list[str], li
         E.g. ``["T12", "L1", …, "L5"]`` and ``["T12-L1", …, "L5-S1"]``.
     """
     if lumbar_count not in (4, 5, 6):
-        raise InputError(f"lumbar_count must be 4, 5 or 6, got {lumbar_count}; use 5 for a typical spine")
+        raise InputError(
+            f"lumbar_count must be 4, 5 or 6, got {lumbar_count}; use 5 for a typical spine"
+        )
     if top not in _TOPS:
         raise InputError(f"top must be one of {_TOPS}, got {top!r}; use 'T12' for a lumbar scan")
     thoracic = {"T11": ["T11", "T12"], "T12": ["T12"], "L1": []}[top]
     verts = thoracic + [f"L{i}" for i in range(1, lumbar_count + 1)]
     below = verts[1:] + ["S1"]
-    discs = [f"{a}-{b}" for a, b in zip(verts, below)]
+    discs = [f"{a}-{b}" for a, b in zip(verts, below, strict=False)]
     return verts, discs
 
 
@@ -134,7 +136,8 @@ def random_params(seed: int = 0, lumbar_count: int = 5, top: str = "T12") -> Pha
     Ranges (MEASURES.md): body heights 21–30 mm, depths 27–39 mm, widths 37–52 mm (§2.3);
     disc mid heights 6–14 mm increasing caudally (§1.2, E9), degenerate discs 3.5–7 mm;
     disc wedges follow the segmental lordosis pattern of E8 scaled to a recumbent lumbar
-    lordosis of roughly 25–70° (§5, R52); sacral slope 25–48° (supine); slip 4–15 %
+    lordosis of roughly 25–70° (§5, R52); supine sacral slope = lordosis − (6–20°), clipped
+    to 18–50° (§5, R53/R54: LL rises with SS); slip 4–15 %
     (sometimes, at L3–S1; rarely retrolisthesis); dural sac area 60–220 mm² with focal
     stenosis at L2–L5 discs sometimes (§3.3); ligamentum flavum 2–6 mm (§7, R44–R46).
     """
@@ -181,7 +184,17 @@ def random_params(seed: int = 0, lumbar_count: int = 5, top: str = "T12") -> Pha
     if rng.random() < 0.3:
         candidates = [d for d in discs if d.split("-")[0] in ("L3", "L4", "L5", "L6")]
         dn = candidates[int(rng.integers(len(candidates)))]
-        slip[dn] = float(rng.uniform(4.0, 15.0)) if rng.random() < 0.8 else float(-rng.uniform(3, 8))
+        slip[dn] = (
+            float(rng.uniform(4.0, 15.0)) if rng.random() < 0.8 else float(-rng.uniform(3, 8))
+        )
+
+    # supine sacral slope follows the lordosis (LL ≈ SS + 10–20°; MEASURES.md §5, R53/R54)
+    def _w(ha: float, hp: float, d: float) -> float:
+        return float(np.degrees(2.0 * np.arctan((ha - hp) / (1.6 * d))))
+
+    lordosis = sum(_w(d_ha[d], d_hp[d], d_depth[d]) for d in discs if not d.startswith("T"))
+    lordosis += sum(_w(body_ha[v], body_hp[v], depth[v]) for v in verts if v.startswith("L"))
+    sacral_slope = float(np.clip(lordosis - rng.uniform(6.0, 20.0), 18.0, 50.0))
 
     canal, ipd, pw, ph, sac, lf, sten = {}, {}, {}, {}, {}, {}, {}
     base_area = float(rng.uniform(115.0, 200.0))
@@ -210,7 +223,9 @@ def random_params(seed: int = 0, lumbar_count: int = 5, top: str = "T12") -> Pha
             lf[f"{dn}:{side}"] = t
     if rng.random() < 0.35:
         candidates = [d for d in discs if d.split("-")[0] in ("L2", "L3", "L4")]
-        for dn in rng.choice(candidates, size=min(len(candidates), int(rng.integers(1, 3))), replace=False):
+        for dn in rng.choice(
+            candidates, size=min(len(candidates), int(rng.integers(1, 3))), replace=False
+        ):
             sten[str(dn)] = float(rng.uniform(0.3, 0.6))
 
     return PhantomParams(
@@ -228,7 +243,7 @@ def random_params(seed: int = 0, lumbar_count: int = 5, top: str = "T12") -> Pha
         disc_width_mm=d_width,
         disc_degenerated=degen,
         slip_percent=slip,
-        sacral_slope_deg=float(rng.uniform(25.0, 48.0)),
+        sacral_slope_deg=sacral_slope,
         s1_height_mm=_draw(rng, 28.0, 1.5, 24.0, 32.0),
         s1_depth_mm=depth[verts[-1]] * float(rng.uniform(0.92, 1.0)),
         s1_width_mm=width[verts[-1]] * float(rng.uniform(0.95, 1.05)),

@@ -49,7 +49,9 @@ def grid_for(an: Anatomy, spacing, R: np.ndarray, pivot: np.ndarray, fov_mm=None
     if sp.shape != (3,) or np.any(sp <= 0):
         raise InputError(f"spacing must be three positive mm values, got {spacing}; e.g. 1,1,1")
     lo, hi = anatomy_box(an, fov_mm)
-    corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])])
+    corners = np.array(
+        [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
+    )
     w = (corners - pivot) @ R.T
     wlo, whi = w.min(axis=0), w.max(axis=0)
     if fov_mm is not None:  # keep the requested size in world axes
@@ -62,9 +64,106 @@ def grid_for(an: Anatomy, spacing, R: np.ndarray, pivot: np.ndarray, fov_mm=None
     return affine, shape
 
 
-def rasterize(an: Anatomy, affine: np.ndarray, shape, R: np.ndarray, pivot: np.ndarray,
-              with_tissue: bool = True):
-    """Paint seg / level / tissue arrays on the grid (``affine`` maps index → world)."""
+def _block(M, b, Minv, n, lo, hi):
+    """Index sub-block of the grid covering the anatomical box [lo, hi], with anat coords."""
+    corners = np.array(
+        [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+    )
+    ijk = (corners - b) @ Minv.T
+    i0 = np.clip(np.floor(ijk.min(axis=0)).astype(int), 0, n)
+    i1 = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 1, 0, n)
+    if np.any(i1 <= i0):
+        return None
+    ii = np.arange(i0[0], i1[0], dtype=np.float32)[:, None, None]
+    jj = np.arange(i0[1], i1[1], dtype=np.float32)[None, :, None]
+    kk = np.arange(i0[2], i1[2], dtype=np.float32)[None, None, :]
+    M32 = M.astype(np.float32)
+    b32 = b.astype(np.float32)
+    x = (M32[0, 0] * ii + M32[0, 1] * jj) + (M32[0, 2] * kk + b32[0])
+    y = (M32[1, 0] * ii + M32[1, 1] * jj) + (M32[1, 2] * kk + b32[1])
+    z = (M32[2, 0] * ii + M32[2, 1] * jj) + (M32[2, 2] * kk + b32[2])
+    x, y, z = np.broadcast_arrays(x, y, z)
+    return tuple(slice(a0, a1) for a0, a1 in zip(i0, i1, strict=False)), x, y, z
+
+
+def _in_capsule(x, y, z, p0, p1, r):
+    d = (p1 - p0).astype(np.float32)
+    L2 = float(d @ d) or 1.0
+    dx, dy, dz = x - np.float32(p0[0]), y - np.float32(p0[1]), z - np.float32(p0[2])
+    t = np.clip((dx * d[0] + dy * d[1] + dz * d[2]) * np.float32(1.0 / L2), 0.0, 1.0)
+    dx -= t * d[0]
+    dy -= t * d[1]
+    dz -= t * d[2]
+    return dx * dx + dy * dy + dz * dz <= np.float32(r * r)
+
+
+def _paint(sh, sl, x, y, z, mask, seg, lev, tis):
+    """Evaluate ``sh`` on the block points selected by ``mask`` (None = all) and paint."""
+    if mask is None:
+        m = sh.inside(x, y, z)
+        if not m.any():
+            return
+        full = m
+    else:
+        xs, ys, zs = x[mask], y[mask], z[mask]
+        m = sh.inside(xs, ys, zs)
+        if not m.any():
+            return
+        full = np.zeros(mask.shape, bool)
+        full[mask] = m
+    seg[sl][full] = sh.label
+    lev[sl][full] = sh.level
+    if tis is not None:
+        tv = np.full(int(full.sum()), sh.tissue, np.uint8)
+        if sh.core_tissue is not None:
+            c = sh.core(x[full], y[full], z[full])
+            if c is not None:
+                tv[c] = sh.core_tissue
+        tis[sl][full] = tv
+
+
+def _coarse(sh, M, b, shape, tis, factor):
+    """Tissue-only shape on a grid ``factor`` times coarser, expanded by repetition."""
+    n = np.asarray(shape)
+    nc = -(-n // factor)
+    off = (factor - 1) / 2.0
+    Mc = M * factor
+    bc = b + M @ np.full(3, off)
+    blk = _block(Mc, bc, np.linalg.inv(Mc), nc, sh.lo, sh.hi)
+    if blk is None:
+        return
+    sl, x, y, z = blk
+    m = sh.inside(x, y, z)
+    val = np.zeros(m.shape, np.int16) - 1
+    val[m] = sh.tissue
+    if sh.core_tissue is not None:
+        c = sh.core(x, y, z)
+        if c is not None:
+            val[m & c] = sh.core_tissue
+    full = np.full(tuple(nc), -1, np.int16)
+    full[sl] = val
+    for ax in range(3):
+        full = np.repeat(full, factor, axis=ax)
+    full = full[: n[0], : n[1], : n[2]]
+    sel = full >= 0
+    tis[sel] = full[sel]
+
+
+def rasterize(
+    an: Anatomy,
+    affine: np.ndarray,
+    shape,
+    R: np.ndarray,
+    pivot: np.ndarray,
+    with_tissue: bool = True,
+):
+    """Paint seg / level / tissue arrays on the grid (``affine`` maps index → world).
+
+    Returns
+    -------
+    seg, lev, tis : numpy.ndarray
+        uint8 arrays of ``shape`` (``tis`` is None when ``with_tissue`` is False).
+    """
     seg = np.zeros(shape, np.uint8)
     lev = np.zeros(shape, np.uint8)
     tis = np.zeros(shape, np.uint8) if with_tissue else None
@@ -73,34 +172,30 @@ def rasterize(an: Anatomy, affine: np.ndarray, shape, R: np.ndarray, pivot: np.n
     b = R.T @ affine[:3, 3] + pivot
     Minv = np.linalg.inv(M)
     n = np.asarray(shape)
+    vox = float(np.max(np.linalg.norm(M, axis=0)))
     for sh in an.shapes:
-        corners = np.array([[x, y, z] for x in (sh.lo[0], sh.hi[0]) for y in (sh.lo[1], sh.hi[1])
-                            for z in (sh.lo[2], sh.hi[2])])
-        ijk = (corners - b) @ Minv.T
-        i0 = np.clip(np.floor(ijk.min(axis=0)).astype(int), 0, n)
-        i1 = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 1, 0, n)
-        if np.any(i1 <= i0):
+        if sh.coarse:
+            if tis is not None:
+                factor = max(1, int(round(4.0 / vox)))
+                _coarse(sh, M, b, shape, tis, factor)
             continue
-        ii = np.arange(i0[0], i1[0], dtype=np.float32)[:, None, None]
-        jj = np.arange(i0[1], i1[1], dtype=np.float32)[None, :, None]
-        kk = np.arange(i0[2], i1[2], dtype=np.float32)[None, None, :]
-        x = (M[0, 0] * ii + M[0, 1] * jj) + (M[0, 2] * kk + b[0])
-        y = (M[1, 0] * ii + M[1, 1] * jj) + (M[1, 2] * kk + b[1])
-        z = (M[2, 0] * ii + M[2, 1] * jj) + (M[2, 2] * kk + b[2])
-        x, y, z = np.broadcast_arrays(x, y, z)
-        m = sh.inside(x, y, z)
-        if not m.any():
-            continue
-        sl = tuple(slice(a0, a1) for a0, a1 in zip(i0, i1))
-        seg[sl][m] = sh.label
-        lev[sl][m] = sh.level
-        if tis is not None:
-            tv = np.full(int(m.sum()), sh.tissue, np.uint8)
-            if sh.core_tissue is not None:
-                c = sh.core(x[m], y[m], z[m])
-                if c is not None:
-                    tv[c] = sh.core_tissue
-            tis[sl][m] = tv
+        if sh.pieces:
+            for p0, p1, r in sh.pieces:
+                lo = np.maximum(np.minimum(p0, p1) - r, sh.lo)
+                hi = np.minimum(np.maximum(p0, p1) + r, sh.hi)
+                if np.any(hi < lo):
+                    continue
+                blk = _block(M, b, Minv, n, lo, hi)
+                if blk is None:
+                    continue
+                sl, x, y, z = blk
+                cand = _in_capsule(x, y, z, p0, p1, r)
+                if cand.any():
+                    _paint(sh, sl, x, y, z, cand, seg, lev, tis)
+        else:
+            blk = _block(M, b, Minv, n, sh.lo, sh.hi)
+            if blk is not None:
+                _paint(sh, blk[0], *blk[1:], None, seg, lev, tis)
     return seg, lev, tis
 
 
@@ -119,6 +214,8 @@ def reorient(arrays, affine: np.ndarray, orientation: str):
     tr = nib.orientations.ornt_transform(src, target)
     shape = arrays[0].shape
     new_aff = affine @ nib.orientations.inv_ornt_aff(tr, shape)
-    out = [None if a is None else np.ascontiguousarray(nib.orientations.apply_orientation(a, tr))
-           for a in arrays]
+    out = [
+        None if a is None else np.ascontiguousarray(nib.orientations.apply_orientation(a, tr))
+        for a in arrays
+    ]
     return out, new_aff

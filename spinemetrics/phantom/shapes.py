@@ -31,6 +31,11 @@ class Shape:
     hi: np.ndarray = field(repr=False)
     core_tissue: int | None = None
     name: str = ""
+    #: optional capsules ``(p0, p1, r)`` whose union covers the shape: rendering evaluates
+    #: ``inside`` only on points within them (a cheap pre-filter for long curved shapes)
+    pieces: list | None = field(default=None, repr=False)
+    #: tissue-only shapes (label 0) may be rendered on a coarse grid
+    coarse: bool = False
 
     def inside(self, x: Array, y: Array, z: Array) -> Array:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -41,10 +46,13 @@ class Shape:
 
 def _frame_coords(x: Array, y: Array, z: Array, centre: np.ndarray, axes: np.ndarray):
     """Local coordinates of points in the frame with origin ``centre`` and column ``axes``."""
-    dx, dy, dz = x - centre[0], y - centre[1], z - centre[2]
-    q0 = dx * axes[0, 0] + dy * axes[1, 0] + dz * axes[2, 0]
-    q1 = dx * axes[0, 1] + dy * axes[1, 1] + dz * axes[2, 1]
-    q2 = dx * axes[0, 2] + dy * axes[1, 2] + dz * axes[2, 2]
+    # Python floats keep float32 inputs in float32 (NumPy 2 promotion rules)
+    c = [float(v) for v in centre]
+    A = [[float(v) for v in row] for row in axes]
+    dx, dy, dz = x - c[0], y - c[1], z - c[2]
+    q0 = dx * A[0][0] + dy * A[1][0] + dz * A[2][0]
+    q1 = dx * A[0][1] + dy * A[1][1] + dz * A[2][1]
+    q2 = dx * A[0][2] + dy * A[1][2] + dz * A[2][2]
     return q0, q1, q2
 
 
@@ -57,8 +65,23 @@ class EllipticSlab(Shape):
     side of the upper plane (planes given by a point and a cranially pointing unit normal).
     """
 
-    def __init__(self, label, level, tissue, centre, u, a, r_ap, r_lr, lower, upper,
-                 core_tissue=None, shell_mm=0.0, core_scale=None, name=""):
+    def __init__(
+        self,
+        label,
+        level,
+        tissue,
+        centre,
+        u,
+        a,
+        r_ap,
+        r_lr,
+        lower,
+        upper,
+        core_tissue=None,
+        shell_mm=0.0,
+        core_scale=None,
+        name="",
+    ):
         self.centre = np.asarray(centre, float)
         self.axes = np.column_stack([[1.0, 0.0, 0.0], a, u])
         self.r_ap, self.r_lr = float(r_ap), float(r_lr)
@@ -66,17 +89,28 @@ class EllipticSlab(Shape):
         self.upper = (np.asarray(upper[0], float), np.asarray(upper[1], float))
         self.shell_mm = shell_mm
         self.core_scale = core_scale  # (ap, lr, height) fractions for a nucleus-like core
-        ext = max(r_ap, r_lr) + 0.5 * np.linalg.norm(self.upper[0] - self.lower[0]) + 8.0
-        c = 0.5 * (self.lower[0] + self.upper[0])
-        super().__init__(label, level, tissue, c - ext, c + ext, core_tissue, name)
+        # bounding box: oriented box (x: r_lr, a: r_ap, u: half the largest height) → AABB
+        lo_s = abs(float((self.lower[0] - self.centre) @ u))
+        hi_s = abs(float((self.upper[0] - self.centre) @ u))
+        tilt = max(
+            np.sqrt(max(1.0 - float(self.lower[1] @ u) ** 2, 0.0)),
+            np.sqrt(max(1.0 - float(self.upper[1] @ u) ** 2, 0.0)),
+        )
+        half = np.array([r_lr, r_ap, max(lo_s, hi_s) + r_ap * tilt / max(1 - tilt, 0.5)]) + 1.0
+        ext = np.abs(self.axes) @ half
+        super().__init__(
+            label, level, tissue, self.centre - ext, self.centre + ext, core_tissue, name
+        )
 
     def _plane_side(self, x, y, z, plane):
         p, n = plane
-        return (x - p[0]) * n[0] + (y - p[1]) * n[1] + (z - p[2]) * n[2]
+        k = float(p @ n)
+        return x * float(n[0]) + y * float(n[1]) + z * float(n[2]) - k
 
     def inside(self, x, y, z):
         q0, q1, _ = _frame_coords(x, y, z, self.centre, self.axes)
-        m = (q0 / self.r_lr) ** 2 + (q1 / self.r_ap) ** 2 <= 1.0
+        a, b = q0 * (1.0 / self.r_lr), q1 * (1.0 / self.r_ap)
+        m = a * a + b * b <= 1.0
         m &= self._plane_side(x, y, z, self.lower) >= 0.0
         m &= self._plane_side(x, y, z, self.upper) <= 0.0
         return m
@@ -89,8 +123,11 @@ class EllipticSlab(Shape):
             up = -self._plane_side(x, y, z, self.upper)
             h = lo + up
             rel = (lo - up) / np.maximum(h, 1e-6)  # −1 lower plane … +1 upper plane
-            return ((q0 / (fl * self.r_lr)) ** 2 + ((q1 + 0.08 * self.r_ap) / (fa * self.r_ap)) ** 2
-                    + (rel / fh) ** 2) <= 1.0
+            return (
+                (q0 / (fl * self.r_lr)) ** 2
+                + ((q1 + 0.08 * self.r_ap) / (fa * self.r_ap)) ** 2
+                + (rel / fh) ** 2
+            ) <= 1.0
         if self.shell_mm <= 0:
             return None
         s = self.shell_mm
@@ -100,25 +137,52 @@ class EllipticSlab(Shape):
         return m
 
 
+def _pow(v: Array, p: float) -> Array:
+    """``|v| ** p`` with cheap special cases (pow() is slow on large arrays)."""
+    v2 = v * v
+    if p == 2.0:
+        return v2
+    if p == 2.5:
+        return v2 * np.sqrt(np.abs(v))
+    if p == 3.0:
+        return v2 * np.abs(v)
+    if p == 4.0:
+        return v2 * v2
+    if p == 6.0:
+        return v2 * v2 * v2
+    return np.abs(v) ** p
+
+
 class SuperEllipsoid(Shape):
     """``Σ |q_i / h_i|^p ≤ 1`` in a local frame (processes, laminae, ala, organs)."""
 
-    def __init__(self, label, level, tissue, centre, axes, half, power=2.0, core_tissue=None,
-                 shell_mm=0.0, name=""):
+    def __init__(
+        self,
+        label,
+        level,
+        tissue,
+        centre,
+        axes,
+        half,
+        power=2.0,
+        core_tissue=None,
+        shell_mm=0.0,
+        name="",
+    ):
         self.centre = np.asarray(centre, float)
         self.axes = np.asarray(axes, float)
         self.half = np.asarray(half, float)
         self.power = float(power)
         self.shell_mm = shell_mm
         ext = np.abs(self.axes) @ self.half + 0.5
-        super().__init__(label, level, tissue, self.centre - ext, self.centre + ext,
-                         core_tissue, name)
+        super().__init__(
+            label, level, tissue, self.centre - ext, self.centre + ext, core_tissue, name
+        )
 
     def _value(self, x, y, z, shrink=0.0):
         q = _frame_coords(x, y, z, self.centre, self.axes)
-        p = self.power
         h = np.maximum(self.half - shrink, 0.3)
-        return sum(np.abs(qi / hi) ** p for qi, hi in zip(q, h))
+        return sum(_pow(qi * (1.0 / float(hi)), self.power) for qi, hi in zip(q, h, strict=False))
 
     def inside(self, x, y, z):
         return self._value(x, y, z) <= 1.0
@@ -141,13 +205,14 @@ class Capsule(Shape):
         super().__init__(label, level, tissue, lo, hi, core_tissue, name)
 
     def inside(self, x, y, z):
-        d = self.p1 - self.p0
-        L2 = float(d @ d)
-        t = ((x - self.p0[0]) * d[0] + (y - self.p0[1]) * d[1] + (z - self.p0[2]) * d[2]) / L2
-        t = np.clip(t, 0.0, 1.0)
-        dx = x - (self.p0[0] + t * d[0])
-        dy = y - (self.p0[1] + t * d[1])
-        dz = z - (self.p0[2] + t * d[2])
+        d = [float(v) for v in self.p1 - self.p0]
+        p0 = [float(v) for v in self.p0]
+        L2 = d[0] ** 2 + d[1] ** 2 + d[2] ** 2
+        dx, dy, dz = x - p0[0], y - p0[1], z - p0[2]
+        t = np.clip((dx * d[0] + dy * d[1] + dz * d[2]) * (1.0 / L2), 0.0, 1.0)
+        dx = dx - t * d[0]
+        dy = dy - t * d[1]
+        dz = dz - t * d[2]
         r = self.r0 + t * (self.r1 - self.r0)
         return dx * dx + dy * dy + dz * dz <= r * r
 
@@ -155,12 +220,33 @@ class Capsule(Shape):
 class FuncShape(Shape):
     """Shape given by a function ``f(x, y, z) -> bool`` (canal tube, muscles, outline)."""
 
-    def __init__(self, label, level, tissue, lo, hi, func: Callable, name="",
-                 core: Callable | None = None, core_tissue=None):
+    def __init__(
+        self,
+        label,
+        level,
+        tissue,
+        lo,
+        hi,
+        func: Callable,
+        name="",
+        core: Callable | None = None,
+        core_tissue=None,
+        pieces=None,
+        coarse=False,
+    ):
         self.func = func
         self._core = core
-        super().__init__(label, level, tissue, np.asarray(lo, float), np.asarray(hi, float),
-                         core_tissue, name)
+        super().__init__(
+            label,
+            level,
+            tissue,
+            np.asarray(lo, float),
+            np.asarray(hi, float),
+            core_tissue,
+            name,
+            pieces,
+            coarse,
+        )
 
     def inside(self, x, y, z):
         return self.func(x, y, z)

@@ -35,12 +35,27 @@ PE_MARROW = 20
 N_TISSUES = 21
 
 NAMES = {
-    AIR: "air", SUBCUT_FAT: "subcutaneous_fat", SOFT: "soft_tissue", BOWEL: "bowel",
-    KIDNEY: "kidney", CORTEX: "cortical_bone", MARROW: "vertebral_marrow",
-    PE_BONE: "posterior_element_cortex", ANNULUS: "annulus", NUCLEUS: "nucleus", CSF: "csf",
-    CORD: "cord", ROOT: "nerve_root", EPIDURAL_FAT: "epidural_fat", LF: "ligamentum_flavum",
-    MUSCLE: "muscle", ARTERY: "artery", VEIN: "vein", NUCLEUS_DEGEN: "degenerated_nucleus",
-    SACRAL_MARROW: "sacral_marrow", PE_MARROW: "posterior_element_marrow",
+    AIR: "air",
+    SUBCUT_FAT: "subcutaneous_fat",
+    SOFT: "soft_tissue",
+    BOWEL: "bowel",
+    KIDNEY: "kidney",
+    CORTEX: "cortical_bone",
+    MARROW: "vertebral_marrow",
+    PE_BONE: "posterior_element_cortex",
+    ANNULUS: "annulus",
+    NUCLEUS: "nucleus",
+    CSF: "csf",
+    CORD: "cord",
+    ROOT: "nerve_root",
+    EPIDURAL_FAT: "epidural_fat",
+    LF: "ligamentum_flavum",
+    MUSCLE: "muscle",
+    ARTERY: "artery",
+    VEIN: "vein",
+    NUCLEUS_DEGEN: "degenerated_nucleus",
+    SACRAL_MARROW: "sacral_marrow",
+    PE_MARROW: "posterior_element_marrow",
 }
 
 #: contract label of each tissue (index = tissue id)

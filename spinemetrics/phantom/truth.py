@@ -40,19 +40,27 @@ import pandas as pd
 from scipy import ndimage
 
 from spinemetrics.phantom.model import X_AXIS, Anatomy, a_tilt
+from spinemetrics.phantom.render import rasterize
 
 COLUMNS = ["subject", "scan", "level", "side", "measure", "value", "unit", "qc"]
 WALLS = (1, 2, 3, 4, 9)
 
 
 def plane_sample(an: Anatomy, origin, e1, e2, r1, r2, step):
-    """Labels on the plane ``origin + p·e1 + q·e2`` for p ∈ r1, q ∈ r2 (grid ``step``)."""
+    """Labels on the plane ``origin + p·e1 + q·e2`` for p ∈ r1, q ∈ r2 (grid ``step``).
+
+    The plane is treated as a one-voxel-thick grid and painted with the same exact shape
+    functions as a volume (no voxel of any rendered image is involved).
+    """
     p = np.arange(r1[0], r1[1] + step / 2, step)
     q = np.arange(r2[0], r2[1] + step / 2, step)
-    P, Q = np.meshgrid(p, q, indexing="ij")
-    pts = origin[None, None, :] + P[..., None] * e1 + Q[..., None] * e2
-    seg, lev, _ = an.classify(pts[..., 0], pts[..., 1], pts[..., 2])
-    return p, q, seg, lev
+    e1, e2 = np.asarray(e1, float), np.asarray(e2, float)
+    nrm = np.cross(e1, e2)
+    aff = np.eye(4)
+    aff[:3, 0], aff[:3, 1], aff[:3, 2] = e1 * step, e2 * step, nrm * step
+    aff[:3, 3] = np.asarray(origin, float) + p[0] * e1 + q[0] * e2
+    seg, lev, _ = rasterize(an, aff, (len(p), len(q), 1), np.eye(3), np.zeros(3), with_tissue=False)
+    return p, q, seg[:, :, 0], lev[:, :, 0]
 
 
 def foramen(an: Anatomy, dname: str, side: str, step: float = 0.1) -> dict[str, float]:
@@ -77,8 +85,9 @@ def foramen(an: Anatomy, dname: str, side: str, step: float = 0.1) -> dict[str, 
     C = p.canal_ap_mm[d.upper]
     post_end = up.to_anat(0, -up.depth_mm / 2.0 - C - 1.5, 0)
     p_back = float((post_end - d.centre) @ ea)
-    pa, qa, seg, _ = plane_sample(an, origin, ea, eu, (p_back, d.depth_mm / 2.0 + 3.0),
-                                  (q_bot, q_top), step)
+    pa, qa, seg, _ = plane_sample(
+        an, origin, ea, eu, (p_back, d.depth_mm / 2.0 + 3.0), (q_bot, q_top), step
+    )
     free = ~np.isin(seg, WALLS)
     row = int(np.argmin(np.abs(qa)))
     # seed: first free point going posterior from the disc on the mid row
@@ -112,19 +121,22 @@ def muscle_areas(an: Anatomy, dname: str, step: float = 0.2) -> dict[str, float]
 def epidural_fat_area(an: Anatomy, dname: str, step: float = 0.1) -> float:
     s0 = an.s_level[dname]
     t, nrm = an.canal.frame(s0)
-    _, _, seg, _ = plane_sample(an, an.canal.point(s0), X_AXIS, nrm, (-30.0, 30.0), (-30.0, 30.0), step)
+    _, _, seg, _ = plane_sample(
+        an, an.canal.point(s0), X_AXIS, nrm, (-30.0, 30.0), (-30.0, 30.0), step
+    )
     return float((seg == 8).sum()) * step * step
 
 
 def sacral_slope_world(an: Anatomy, R: np.ndarray) -> float:
-    """Angle (deg) between the S1 plate and the world AP axis projected on the mid-sagittal plane."""
+    """Angle (deg) between the S1 plate and the world AP axis (projected, mid-sagittal)."""
     e_y = R.T @ np.array([0.0, 1.0, 0.0])  # world AP axis in anatomical coordinates
     phi = np.degrees(np.arctan2(e_y[2], e_y[1]))
     return float(an.sacrum[0].superior.tilt_deg + phi)
 
 
-def truth_table(an: Anatomy, R: np.ndarray | None = None, scan: str = "phantom",
-                sampled: bool = True) -> pd.DataFrame:
+def truth_table(
+    an: Anatomy, R: np.ndarray | None = None, scan: str = "phantom", sampled: bool = True
+) -> pd.DataFrame:
     """All truth rows for the phantom (``sampled=False`` skips the dense-sampling measures)."""
     p = an.params
     R = np.eye(3) if R is None else R
@@ -167,7 +179,13 @@ def truth_table(an: Anatomy, R: np.ndarray | None = None, scan: str = "phantom",
         add(dname, "dural_sac_area_mm2", np.pi * ra * rl, "mm2")
         add(dname, "dural_sac_ap_mm", 2 * ra, "mm")
         for side in ("L", "R"):
-            add(dname, "ligamentum_flavum_thickness_mm", p.lf_thickness_mm[f"{dname}:{side}"], "mm", side)
+            add(
+                dname,
+                "ligamentum_flavum_thickness_mm",
+                p.lf_thickness_mm[f"{dname}:{side}"],
+                "mm",
+                side,
+            )
         if sampled:
             for side in ("L", "R"):
                 f = foramen(an, dname, side)
@@ -180,7 +198,11 @@ def truth_table(an: Anatomy, R: np.ndarray | None = None, scan: str = "phantom",
             add(dname, "epidural_fat_area_mm2", epidural_fat_area(an, dname), "mm2")
 
     if "L1" in an.bodies:
-        add("L1-S1", "lumbar_lordosis_deg",
-            an.sacrum[0].superior.tilt_deg - an.bodies["L1"].superior.tilt_deg, "deg")
+        add(
+            "L1-S1",
+            "lumbar_lordosis_deg",
+            an.sacrum[0].superior.tilt_deg - an.bodies["L1"].superior.tilt_deg,
+            "deg",
+        )
     add("S1", "sacral_slope_deg", sacral_slope_world(an, R), "deg")
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -30,6 +30,7 @@ _VERB_MODULES = [
     "spinemetrics.cli.stats",
     "spinemetrics.cli.report",
     "spinemetrics.cli.convert",
+    "spinemetrics.cli.info",
     "spinemetrics.cli.phantom",
     "spinemetrics.cli.train",
 ]

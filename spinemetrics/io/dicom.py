@@ -299,12 +299,12 @@ def select_series(
     best = max(usable, key=_preference)
     if best.orientation != "sagittal":
         warnings.append(
-            f"no sagittal series in {folder.name}; using the {best.orientation} series "
+            f"no sagittal series in {folder}; using the {best.orientation} series "
             f"{best.description!r} ({best.n_slices} slices)"
         )
     elif not best.is_t2 and len(usable) > 1:
         warnings.append(
-            f"no series named T2 in {folder.name}; using sagittal series {best.description!r}"
+            f"no series named T2 in {folder}; using sagittal series {best.description!r}"
         )
     return best, warnings
 

@@ -304,6 +304,8 @@ def check_mr_sagittal(img: Image) -> list[str]:
     """
     warnings: list[str] = []
     name = Path(str(img.meta.get("source_path", "image"))).name
+    if img.meta.get("series_description"):
+        name = f"DICOM series {img.meta['series_description']!r}"
     modality = img.meta.get("modality")
     arr = np.asarray(img.array)
     if modality == "CT":

@@ -44,7 +44,9 @@ def convert_cmd(
         help="SPINEPS/TPTBox instance map (seg-vert) on the same grid: gives the level map.",
     ),
     label_description: bool = typer.Option(
-        False, "--itksnap", help="Also write OUT's ITK-SNAP label description (<stem>_labels.txt)."
+        False, "--itksnap",
+        help="Also write ITK-SNAP label descriptions (<stem>_labels.txt, "
+        "<stem>_levels_labels.txt).",
     ),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Log details."),
 ) -> None:
@@ -56,10 +58,13 @@ def convert_cmd(
     LABELS in any viewer. Warnings (dropped classes, renumbered levels, fixed swaps) go to
     stderr. Nothing is written when the input cannot be converted.
     """
+    import numpy as np
+
     from spinemetrics.atomic import atomic_write_text
     from spinemetrics.cli import fail
     from spinemetrics.convert import convert_labels
     from spinemetrics.io import write_image
+    from spinemetrics.io.itksnap import level_label_description
     from spinemetrics.labels import itksnap_label_description
 
     logging.basicConfig(
@@ -78,9 +83,15 @@ def convert_cmd(
         written.append(write_image(result.seg, out, labels=True))
     if result.levels is not None:
         written.append(write_image(result.levels, levels_path(out), labels=True))
-    if label_description and result.seg is not None:
-        txt = out.with_name(f"{_split_suffix(out)[0]}_labels.txt")
-        written.append(atomic_write_text(txt, itksnap_label_description()))
+    if label_description:
+        stem = _split_suffix(out)[0]
+        if result.seg is not None:
+            txt = out.with_name(f"{stem}_labels.txt")
+            written.append(atomic_write_text(txt, itksnap_label_description()))
+        if result.levels is not None:
+            present = np.flatnonzero(np.bincount(np.asarray(result.levels.array).ravel()))
+            txt = out.with_name(f"{stem}_levels_labels.txt")
+            written.append(atomic_write_text(txt, level_label_description(present)))
     for path in written:
         typer.echo(str(path))
 

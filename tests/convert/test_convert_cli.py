@@ -40,6 +40,8 @@ def test_convert_writes_seg_and_levels_on_input_grid(tmp_path, shared_data, caps
     vert = np.asanyarray(nib.load(str(base / "sub-ct_seg-vert_label-22_msk.nii.gz")).dataobj)
     np.testing.assert_array_equal(lev, vert)  # 21–23 are already contract ids
     assert str(out) in stdout
+    desc = (tmp_path / "out" / "ct_seg_levels_labels.txt").read_text()
+    assert '"L2"' in desc and '"L4"' in desc and '"L1"' not in desc  # only levels present
 
 
 def test_convert_mha_output(tmp_path, shared_data, capsys):

@@ -13,7 +13,17 @@ in one map), so it maps to ``thecal_sac``.
 
 from __future__ import annotations
 
-from spinemetrics.convert._common import VERTEBRA, ConvertResult, Target, convert_flat
+from pathlib import Path
+
+import numpy as np
+
+from spinemetrics.convert._common import (
+    VERTEBRA,
+    ConvertResult,
+    Target,
+    convert_flat,
+    fix_cord_canal_swap,
+)
 from spinemetrics.image import Image
 from spinemetrics.labels import Structure as S
 
@@ -50,4 +60,8 @@ TABLE: dict[int, Target] = _table()
 
 
 def convert(img: Image, instance: Image | None = None) -> ConvertResult:
-    return convert_flat(img, TABLE, "totalspineseg", renumber=False)
+    name = Path(str(img.meta.get("source_path", "label map"))).name
+    arr, fixed = fix_cord_canal_swap(np.asarray(img.array), 1, 2, name)
+    result = convert_flat(img.with_array(arr), TABLE, "totalspineseg", renumber=False)
+    result.warnings[:0] = fixed
+    return result

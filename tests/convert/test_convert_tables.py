@@ -146,3 +146,13 @@ def test_body_only_vertebra_with_cord_behind_stays_body():
     assert (seg == S.vertebral_body).sum() == (arr == 19).sum()
     assert (seg == S.posterior_elements).sum() == 0
     assert (seg == S.spinal_cord).sum() == (arr == 21).sum()
+
+
+def test_totalspineseg_swapped_cord_canal_is_fixed():
+    arr = np.zeros((20, 20, 12), np.uint8)
+    arr[5:15, 5:15, :] = 1  # labelled "cord" but it is the big outer tube …
+    arr[8:12, 8:12, :] = 2  # … around the "canal": swapped
+    res = convert_labels(Image(arr, np.eye(4)), "totalspineseg")
+    seg = res.seg.array
+    assert (seg == S.spinal_cord).sum() == 16 * 12 and (seg == S.thecal_sac).sum() == 84 * 12
+    assert any("swapped" in w for w in res.warnings)

@@ -95,7 +95,7 @@ def asset_text(name: str) -> str:
 
 def figure_div(div_id: str, fig: Any, *, height: int | None = None, cls: str = "fig") -> str:
     """A ``<div>`` plus the script that draws plotly figure ``fig`` into it."""
-    spec = fig.to_plotly_json()
+    spec = fig if isinstance(fig, dict) else fig.to_plotly_json()
     # Give the div the figure's height: responsive plotly sizes itself to its container.
     height = height or spec.get("layout", {}).get("height")
     style = f' style="height:{int(height)}px"' if height else ""

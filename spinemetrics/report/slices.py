@@ -152,15 +152,30 @@ def overlay_rgba(labels: np.ndarray, structure: Structure, alpha: int = 255) -> 
 
 
 # ---------------------------------------------------------------------------- planes
-def _world_coords(img: Image, mask: np.ndarray) -> np.ndarray:
-    return img.index_to_world(np.argwhere(mask).astype(float))
+def _box_corners(mask: np.ndarray) -> np.ndarray:
+    ranges = []
+    for ax in range(3):
+        hit = np.flatnonzero(np.any(mask, axis=tuple(a for a in range(3) if a != ax)))
+        ranges.append((hit[0], hit[-1]))
+    return np.array(np.meshgrid(*ranges, indexing="ij"), float).reshape(3, -1).T
+
+
+def _marginal_median(mask: np.ndarray) -> np.ndarray:
+    out = []
+    for ax in range(3):
+        counts = mask.sum(axis=tuple(a for a in range(3) if a != ax))
+        cum = np.cumsum(counts)
+        out.append(float(np.searchsorted(cum, cum[-1] / 2.0)))
+    return np.array(out)
 
 
 def _spine_mask(seg: Image) -> np.ndarray:
     s = seg.array
     core = (Structure.vertebral_body, Structure.intervertebral_disc, Structure.thecal_sac,
             Structure.spinal_cord, Structure.sacrum)
-    mask = np.isin(s, [int(c) for c in core])
+    lut = np.zeros(max(256, int(s.max()) + 1), bool)
+    lut[[int(c) for c in core]] = True
+    mask = lut[s] if s.dtype.kind in "ui" else np.isin(s, [int(c) for c in core])
     return mask if mask.any() else s > 0
 
 
@@ -181,7 +196,7 @@ def mid_sagittal_plane(image: Image, seg: Image, *, pixel_mm: float | None = Non
     Picture axes: horizontal = world y with anterior on the *left* (radiological convention
     for sagittal views: the patient faces left), vertical = world z (superior up).
     """
-    sac = np.isin(seg.array, [int(Structure.thecal_sac), int(Structure.spinal_cord)])
+    sac = (seg.array == int(Structure.thecal_sac)) | (seg.array == int(Structure.spinal_cord))
     spine = _spine_mask(seg)
     if not spine.any():
         # Nothing segmented: show the whole image through its centre.
@@ -190,9 +205,10 @@ def mid_sagittal_plane(image: Image, seg: Image, *, pixel_mm: float | None = Non
         lo, hi = corners.min(0), corners.max(0)
         centre = (lo + hi) / 2
     else:
-        pts = _world_coords(seg, spine)
-        lo, hi = pts.min(0) - margin_mm, pts.max(0) + margin_mm
-        centre = np.median(_world_coords(seg, sac), axis=0) if sac.any() else np.median(pts, 0)
+        # Index-space bounding box and marginal medians: no full-volume argwhere needed.
+        corners = seg.index_to_world(_box_corners(spine))
+        lo, hi = corners.min(0) - margin_mm, corners.max(0) + margin_mm
+        centre = seg.index_to_world(_marginal_median(sac if sac.any() else spine))
     x = _snap_x(image, float(centre[0]), centre)
     span = max(hi[1] - lo[1], hi[2] - lo[2])
     if pixel_mm is None:
@@ -225,19 +241,27 @@ def disc_planes(
     """
     discs: list[tuple[str, np.ndarray, float]] = []  # (name, world points, cranio-caudal z)
     if levels is not None:
-        ids = [int(v) for v in np.unique(levels.array) if v > DISC_OFFSET and is_disc_id(int(v))]
         from spinemetrics.labels import disc_name
 
-        for did in ids:
-            pts = _world_coords(levels, levels.array == did)
-            if len(pts) >= 10:
+        arr = levels.array
+        # Bounding boxes of every id in one pass; argwhere only inside each box (a full-volume
+        # argwhere per disc was the slowest step of the report).
+        boxes = ndimage.find_objects(arr.astype(np.int32) if arr.dtype.kind != "i" else arr)
+        for k, box in enumerate(boxes):
+            did = k + 1
+            if box is None or did <= DISC_OFFSET or not is_disc_id(did):
+                continue
+            local = np.argwhere(arr[box] == did) + np.array([sl.start for sl in box])
+            if len(local) >= 10:
+                pts = levels.index_to_world(local.astype(float))
                 discs.append((disc_name(did), pts, float(pts[:, 2].mean())))
     else:
         comp, n = ndimage.label(seg.array == int(Structure.intervertebral_disc))
-        sizes = ndimage.sum_labels(np.ones_like(comp), comp, index=np.arange(1, n + 1))
-        for k in np.flatnonzero(sizes >= 50) + 1:
-            pts = _world_coords(seg, comp == k)
-            discs.append(("", pts, float(pts[:, 2].mean())))
+        for k, box in enumerate(ndimage.find_objects(comp)):
+            local = np.argwhere(comp[box] == k + 1) + np.array([sl.start for sl in box])
+            if len(local) >= 50:
+                pts = seg.index_to_world(local.astype(float))
+                discs.append(("", pts, float(pts[:, 2].mean())))
         discs.sort(key=lambda d: -d[2])
         discs = [(f"disc {i + 1}", p, z) for i, (_, p, z) in enumerate(discs)]
     discs.sort(key=lambda d: -d[2])

@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 
 from spinemetrics.atomic import atomic_write_text
 from spinemetrics.errors import InputError
@@ -53,45 +52,60 @@ def _rgb(structure: Structure) -> str:
 
 
 # ------------------------------------------------------------------------------ figures
-def _image_figure(views: list[slices.View], structures: list[Structure], *,
-                  titles: bool, cols: int, panel_px: int) -> go.Figure:
-    """One subplot per view: grey picture + one RGBA overlay trace per structure."""
-    from plotly.subplots import make_subplots
+# Figures are plain plotly JSON dicts: building them through plotly.graph_objects validates
+# every property on each call and took most of the report's build time.
+Fig = dict
 
+
+def _axis_names(k: int) -> tuple[str, str]:
+    return ("x", "y") if k == 0 else (f"x{k + 1}", f"y{k + 1}")
+
+
+def _image_figure(views: list[slices.View], structures: list[Structure], *,
+                  titles: bool, cols: int, panel_px: int) -> Fig:
+    """One panel per view: grey picture + one RGBA overlay trace per structure."""
     n = len(views)
     rows = int(np.ceil(n / cols))
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.01, vertical_spacing=0.06,
-                        subplot_titles=[esc(v.name) for v in views] if titles else None)
+    gap_x, gap_y = 0.01, (0.06 if titles else 0.0)
+    width = (1.0 - gap_x * (cols - 1)) / cols
+    height = (1.0 - gap_y * (rows - 1)) / rows
+    data: list[dict] = []
+    layout: dict = {
+        "margin": {"l": 4, "r": 4, "t": 30 if titles else 4, "b": 4},
+        "height": panel_px * rows + (30 if titles else 0),
+        "paper_bgcolor": "#111", "plot_bgcolor": "#111", "font": {"color": "#eee"},
+        "showlegend": False, "dragmode": "pan", "annotations": [], "shapes": [],
+    }
     for k, view in enumerate(views):
-        r, c = k // cols + 1, k % cols + 1
-        fig.add_trace(
-            go.Image(source=slices.png_data_uri(view.grey), name=f"MRI {view.name}",
-                     hoverinfo="skip", meta={"role": "mri"}),
-            row=r, col=c,
-        )
+        r, c = k // cols, k % cols
+        xa, ya = _axis_names(k)
+        x0 = c * (width + gap_x)
+        y1 = 1.0 - r * (height + gap_y)
+        layout["xaxis" + xa[1:]] = {"domain": [x0, x0 + width], "visible": False,
+                                    "constrain": "domain", "anchor": ya}
+        # Square pixels: tie each y axis to its own x axis; images run top-down.
+        layout["yaxis" + ya[1:]] = {"domain": [y1 - height, y1], "visible": False,
+                                    "scaleanchor": xa, "anchor": xa, "autorange": "reversed"}
+        if titles:
+            layout["annotations"].append({
+                "text": esc(view.name), "x": x0 + width / 2, "y": y1, "xref": "paper",
+                "yref": "paper", "xanchor": "center", "yanchor": "bottom", "showarrow": False,
+                "font": {"size": 14, "color": "#fff"}})
+        data.append({"type": "image", "source": slices.png_data_uri(view.grey),
+                     "name": f"MRI {view.name}", "hoverinfo": "skip", "meta": {"role": "mri"},
+                     "xaxis": xa, "yaxis": ya})
         for s in structures:
             rgba = slices.overlay_rgba(view.labels, s)
             if not rgba[..., 3].any():
                 continue
-            fig.add_trace(
-                go.Image(source=slices.png_data_uri(rgba), name=s.name, opacity=0.8,
-                         hoverinfo="skip", meta={"role": "overlay", "structure": s.name}),
-                row=r, col=c,
-            )
-    fig.update_xaxes(visible=False, constrain="domain")
-    fig.update_yaxes(visible=False, scaleanchor=None)
-    for k in range(n):
-        # Square pixels: tie each y axis to its own x axis.
-        suffix = "" if k == 0 else str(k + 1)
-        fig.layout[f"yaxis{suffix}"].scaleanchor = f"x{suffix}"
-    fig.update_layout(margin=dict(l=4, r=4, t=30 if titles else 4, b=4),
-                      height=panel_px * rows + (30 if titles else 0),
-                      paper_bgcolor="#111", plot_bgcolor="#111", font=dict(color="#eee"),
-                      showlegend=False, dragmode="pan")
-    return fig
+            data.append({"type": "image", "source": slices.png_data_uri(rgba), "name": s.name,
+                         "opacity": 0.8, "hoverinfo": "skip",
+                         "meta": {"role": "overlay", "structure": s.name},
+                         "xaxis": xa, "yaxis": ya})
+    return {"data": data, "layout": layout}
 
 
-def _level_annotations(fig: go.Figure, view: slices.View, levels: Image | None) -> None:
+def _level_annotations(fig: Fig, view: slices.View, levels: Image | None) -> None:
     """Write vertebra names (T12 … S1) anterior to each body on the sagittal picture."""
     if levels is None or view.levels is None:
         return
@@ -107,22 +121,24 @@ def _level_annotations(fig: go.Figure, view: slices.View, levels: Image | None) 
             name = vertebra_name(vid)
         except Exception:
             continue
-        fig.add_annotation(x=float(cols.min()) - 4, y=float(np.median(rows)), text=esc(name),
-                           showarrow=False, xanchor="right", font=dict(color="#fff", size=13),
-                           bgcolor="rgba(0,0,0,0.55)")
+        fig["layout"]["annotations"].append({
+            "x": float(cols.min()) - 4, "y": float(np.median(rows)), "text": esc(name),
+            "showarrow": False, "xanchor": "right", "font": {"color": "#fff", "size": 13},
+            "bgcolor": "rgba(0,0,0,0.55)"})
 
 
-def _scale_bar(fig: go.Figure, view: slices.View, length_mm: float = 50.0) -> None:
+def _scale_bar(fig: Fig, view: slices.View, length_mm: float = 50.0) -> None:
     h, w = view.grey.shape
     px = length_mm / view.plane.pixel_mm
     x0, y0 = w - px - 8, h - 10
-    fig.add_shape(type="line", x0=x0, x1=x0 + px, y0=y0, y1=y0,
-                  line=dict(color="#fff", width=3))
-    fig.add_annotation(x=x0 + px / 2, y=y0 - 4, text=f"{length_mm:g} mm", showarrow=False,
-                       yanchor="bottom", font=dict(color="#fff", size=11))
+    fig["layout"]["shapes"].append({"type": "line", "x0": x0, "x1": x0 + px, "y0": y0, "y1": y0,
+                                    "line": {"color": "#fff", "width": 3}})
+    fig["layout"]["annotations"].append({
+        "x": x0 + px / 2, "y": y0 - 4, "text": f"{length_mm:g} mm", "showarrow": False,
+        "yanchor": "bottom", "font": {"color": "#fff", "size": 11}})
 
 
-def _axial_lines(fig: go.Figure, sag: slices.View, planes: list[tuple[str, slices.Plane]]) -> None:
+def _axial_lines(fig: Fig, sag: slices.View, planes: list[tuple[str, slices.Plane]]) -> None:
     """Dotted lines on the sagittal picture where the axial disc views cut it."""
     p = sag.plane
     for _name, plane in planes:
@@ -132,11 +148,12 @@ def _axial_lines(fig: go.Figure, sag: slices.View, planes: list[tuple[str, slice
             a = float(np.dot(e - p.origin, p.u))
             b = float(np.dot(e - p.origin, p.v))
             pix.append(((a - p.a_range[0]) / p.pixel_mm, (p.b_range[1] - b) / p.pixel_mm))
-        fig.add_shape(type="line", x0=pix[0][0], y0=pix[0][1], x1=pix[1][0], y1=pix[1][1],
-                      line=dict(color="rgba(255,255,255,0.7)", width=1, dash="dot"))
+        fig["layout"]["shapes"].append({
+            "type": "line", "x0": pix[0][0], "y0": pix[0][1], "x1": pix[1][0], "y1": pix[1][1],
+            "line": {"color": "rgba(255,255,255,0.7)", "width": 1, "dash": "dot"}})
 
 
-def _spine_diagram(findings: pd.DataFrame, levels_present: list[str]) -> go.Figure:
+def _spine_diagram(findings: pd.DataFrame, levels_present: list[str]) -> Fig:
     """Schematic column T12 … S1: bodies as blocks, discs as bars, coloured by worst finding."""
     groups = split_levels(levels_present)
     order = lumbar_order(groups["vertebra"] + groups["disc"])
@@ -151,7 +168,8 @@ def _spine_diagram(findings: pd.DataFrame, levels_present: list[str]) -> go.Figu
                 f"{r.label}{side}: {SEVERITY_NAMES[int(r.severity)]} "
                 f"({measure_title(r.measure)} {r.value:.1f}{unit})"
             )
-    fig = go.Figure()
+    shapes: list[dict] = []
+    notes: list[dict] = []
     y = 0.0
     ys: dict[str, float] = {}
     for lv in order:
@@ -162,45 +180,46 @@ def _spine_diagram(findings: pd.DataFrame, levels_present: list[str]) -> go.Figu
             sev = -2  # vertebra without any finding rule applied: neutral grey-blue
         color = SEVERITY_COLORS.get(sev, "#9aa7b8")
         x0, x1 = (1.1, 3.9) if is_disc else (1.0, 4.0)
+        line = {"color": "#333", "width": 1}
         if lv == "S1":
-            fig.add_shape(type="path", path=f"M 1,{-y} L 4,{-y} L 3.2,{-y - 3.5} L 1.8,"
-                          f"{-y - 3.5} Z", fillcolor=color, line=dict(color="#333", width=1))
             hgt = 3.5
+            shapes.append({"type": "path", "path": f"M 1,{-y} L 4,{-y} L 3.2,{-y - hgt} "
+                           f"L 1.8,{-y - hgt} Z", "fillcolor": color, "line": line})
         else:
-            fig.add_shape(type="rect", x0=x0, x1=x1, y0=-y, y1=-y - hgt, fillcolor=color,
-                          line=dict(color="#333", width=1))
+            shapes.append({"type": "rect", "x0": x0, "x1": x1, "y0": -y, "y1": -y - hgt,
+                           "fillcolor": color, "line": line})
         ys[lv] = -y - hgt / 2
         y += hgt + 0.15
-        label = esc(lv)
-        fig.add_annotation(x=0.85, y=ys[lv], text=label, showarrow=False, xanchor="right",
-                           font=dict(size=12 if not is_disc else 11,
-                                     color="#222" if not is_disc else "#555"))
+        notes.append({"x": 0.85, "y": ys[lv], "text": esc(lv), "showarrow": False,
+                      "xanchor": "right", "font": {"size": 11 if is_disc else 13,
+                                                   "color": "#555" if is_disc else "#222"}})
         if sev >= 1:
             msg = esc(_SEVERITY_MARK[sev] + " " + "; ".join(
                 dict.fromkeys(t.split(":")[0] for t in text.get(lv, []))))
-            fig.add_annotation(x=4.2, y=ys[lv], text=msg, showarrow=False, xanchor="left",
-                               font=dict(size=12, color=SEVERITY_COLORS[sev]))
-    hover_x, hover_y, hover_t = [], [], []
-    for lv, yy in ys.items():
-        hover_x.append(2.5)
-        hover_y.append(yy)
+            notes.append({"x": 4.2, "y": ys[lv], "text": msg, "showarrow": False,
+                          "xanchor": "left", "font": {"size": 12, "color": SEVERITY_COLORS[sev]}})
+    hover_t = []
+    for lv in ys:
         lines = text.get(lv) or [("no finding" if worst.get(lv, -1) == 0 else
                                   "no finding rule applies / not measured")]
         hover_t.append(esc(lv) + "<br>" + "<br>".join(esc(t) for t in lines))
-    fig.add_trace(go.Scatter(x=hover_x, y=hover_y, mode="markers", marker=dict(opacity=0),
-                             hovertext=hover_t, hoverinfo="text", showlegend=False,
-                             name="levels"))
+    data = [{"type": "scatter", "x": [2.5] * len(ys), "y": list(ys.values()), "mode": "markers",
+             "marker": {"opacity": 0, "size": 18}, "hovertext": hover_t, "hoverinfo": "text",
+             "showlegend": False, "name": "levels"}]
     for sev, name in ((0, "no finding"), (1, "moderate / relative"), (2, "severe / absolute"),
                       (-1, "not measured")):
-        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=name,
-                                 marker=dict(symbol="square", size=12,
-                                             color=SEVERITY_COLORS[sev])))
-    fig.update_xaxes(visible=False, range=[-0.6, 11.5])
-    fig.update_yaxes(visible=False, range=[-y - 0.2, 0.6])
-    fig.update_layout(height=max(320, int(y * 26) + 80), margin=dict(l=4, r=4, t=4, b=4),
-                      plot_bgcolor="#fff", paper_bgcolor="#fff", dragmode=False,
-                      legend=dict(orientation="h", x=0, y=-0.02, yanchor="top"))
-    return fig
+        data.append({"type": "scatter", "x": [None], "y": [None], "mode": "markers",
+                     "name": name, "marker": {"symbol": "square", "size": 12,
+                                              "color": SEVERITY_COLORS[sev]}})
+    layout = {
+        "xaxis": {"visible": False, "range": [-0.6, 11.5], "fixedrange": True},
+        "yaxis": {"visible": False, "range": [-y - 0.2, 0.6], "fixedrange": True},
+        "height": max(320, int(y * 26) + 80), "margin": {"l": 4, "r": 4, "t": 4, "b": 4},
+        "plot_bgcolor": "#fff", "paper_bgcolor": "#fff", "dragmode": False,
+        "legend": {"orientation": "h", "x": 0, "y": -0.02, "yanchor": "top"},
+        "shapes": shapes, "annotations": notes,
+    }
+    return {"data": data, "layout": layout}
 
 
 # ------------------------------------------------------------------------------ html parts
@@ -327,7 +346,9 @@ def subject_report(
     }
 
     # --- pictures
-    present = [s for s in Structure if s != Structure.background and (seg_c.array == s).any()]
+    ids = np.unique(seg_c.array) if seg_c.array.dtype.kind not in "ui" else np.flatnonzero(
+        np.bincount(seg_c.array.ravel().astype(np.int64)))
+    present = [s for s in Structure if s != Structure.background and int(s) in set(ids.tolist())]
     sag_plane = slices.mid_sagittal_plane(image_c, seg_c)
     sag = slices.render_view("mid-sagittal", image_c, seg_c, sag_plane, levels_c)
     sag_fig = _image_figure([sag], present, titles=False, cols=1, panel_px=560)

@@ -23,7 +23,7 @@ import SimpleITK as sitk
 
 from spinemetrics.errors import InputError
 from spinemetrics.io._shape import LPS_TO_RAS
-from spinemetrics.io.itk import sitk_to_array_affine
+from spinemetrics.io.itk import quiet_itk, sitk_to_array_affine
 from spinemetrics.provenance import file_sha256
 
 if TYPE_CHECKING:
@@ -402,12 +402,13 @@ def read_series(s: DicomSeries) -> tuple[np.ndarray, np.ndarray, dict]:
         affine = _affine_from_tags(s, warnings)
         return array, affine, _series_meta(s, warnings)
     try:
-        if len(names) == 1:
-            img = sitk.ReadImage(names[0])  # single file: multi-frame or a lone slice
-        else:
-            reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(names)
-            img = reader.Execute()
+        with quiet_itk():  # e.g. "non uniform sampling": reported by us as a warning instead
+            if len(names) == 1:
+                img = sitk.ReadImage(names[0])  # single file: a lone multi-slice object
+            else:
+                reader = sitk.ImageSeriesReader()
+                reader.SetFileNames(names)
+                img = reader.Execute()
     except RuntimeError:
         raise InputError(
             f"cannot read the pixel data of DICOM series {s.description or s.uid!r}; a file "

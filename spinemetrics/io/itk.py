@@ -8,6 +8,8 @@ and are transposed to ``[i, j, k]``.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,18 @@ import SimpleITK as sitk
 from spinemetrics.errors import ImageGeometryError, InputError
 from spinemetrics.io._shape import LPS_TO_RAS
 
-__all__ = ["sitk_to_array_affine", "array_affine_to_sitk", "read_itk", "write_itk"]
+__all__ = ["sitk_to_array_affine", "array_affine_to_sitk", "read_itk", "write_itk", "quiet_itk"]
+
+
+@contextlib.contextmanager
+def quiet_itk() -> Iterator[None]:
+    """Silence ITK's own warnings (printed straight to stderr); ours go through logging."""
+    previous = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(previous)
 
 
 def sitk_to_array_affine(img: sitk.Image, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -62,7 +75,8 @@ def read_itk(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a MetaImage or NRRD file; returns (array ``[i, j, k, ...]``, RAS+ affine)."""
     path = Path(path)
     try:
-        img = sitk.ReadImage(str(path))
+        with quiet_itk():
+            img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
         first = " ".join(str(exc).split())
         reason = "truncated or corrupt data" if "data" in first.lower() else "unreadable header"

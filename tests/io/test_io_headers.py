@@ -88,3 +88,14 @@ def test_dicom_gantry_tilt_keeps_true_slice_positions(tmp_path):
     img = read_image(folder)
     step_lps = np.array([0.0, 1.0, 2.0])  # 2 mm in z, +1 mm in y per slice
     np.testing.assert_allclose(img.source_affine[:3, 2], step_lps * [-1, -1, 1], atol=1e-4)
+
+
+def test_dicom_missing_slice_warns_without_itk_noise(tmp_path, capfd):
+    vol = np.arange(6 * 5 * 6, dtype=np.uint16).reshape(6, 5, 6)
+    write_series(tmp_path / "gap", vol, **GEOM, description="t2 sag")
+    files = sorted((tmp_path / "gap").iterdir(), key=lambda f: int(f.name.split("_")[1]))
+    files[3].unlink()  # slice 3 missing: gaps 3.5, 3.5, 7.0, 3.5 mm
+    img = read_image(tmp_path / "gap")
+    assert img.meta["n_slices"] == 5
+    assert any("uneven slice spacing" in w for w in img.meta["warnings"])
+    assert "ITK" not in capfd.readouterr().err

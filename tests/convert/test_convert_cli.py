@@ -103,3 +103,33 @@ def test_unknown_convention_and_bad_output_name(tmp_path, shared_data, capsys):
     rc, _, err = run(["convert", src, "--from", "verse", "-o", tmp_path / "x.png"], capsys)
     assert rc == 2 and ".nii.gz" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "labels, source, instance",
+    [
+        ("panoptica_lumbar_labels/semantic/ref.nii.gz", "spineps",
+         "panoptica_lumbar_labels/matched_instance/ref.nii.gz"),
+        ("tptbox_cervical_mri/sub-mri_seg-vert_label-6_msk.nii.gz", "tptbox", None),
+        ("totalseg_ct_abdomen/example_seg.nii.gz", "totalsegmentator_ct", None),
+    ],
+)
+def test_outputs_overlay_their_input(tmp_path, shared_data, capsys, labels, source, instance):
+    src = shared_data / labels
+    argv = ["convert", src, "--from", source, "-o", tmp_path / "seg.nii.gz"]
+    if instance:
+        argv += ["--instance", shared_data / instance]
+    rc, _, err = run(argv, capsys)
+    assert rc == 0, err
+    a = nib.load(str(src))
+    for name in ("seg.nii.gz", "seg_levels.nii.gz"):
+        b = nib.load(str(tmp_path / name))
+        assert b.shape == a.shape
+        np.testing.assert_allclose(b.affine, a.affine, atol=1e-4)
+        hdr = b.header
+        assert int(hdr["sform_code"]) == 1 and int(hdr["qform_code"]) == 1
+    # every labelled source voxel is labelled in the output, and nothing else is
+    raw = np.asanyarray(a.dataobj)
+    out = np.asanyarray(nib.load(str(tmp_path / "seg.nii.gz")).dataobj)
+    if source != "totalsegmentator_ct":  # TotalSegmentator drops organs by design
+        np.testing.assert_array_equal(out > 0, raw > 0)

@@ -214,7 +214,7 @@ def _spine_diagram(findings: pd.DataFrame, levels_present: list[str]) -> Fig:
     layout = {
         "xaxis": {"visible": False, "range": [-0.6, 11.5], "fixedrange": True},
         "yaxis": {"visible": False, "range": [-y - 0.2, 0.6], "fixedrange": True},
-        "height": max(320, int(y * 26) + 80), "margin": {"l": 4, "r": 4, "t": 4, "b": 4},
+        "height": max(300, int(y * 17) + 60), "margin": {"l": 4, "r": 4, "t": 4, "b": 4},
         "plot_bgcolor": "#fff", "paper_bgcolor": "#fff", "dragmode": False,
         "legend": {"orientation": "h", "x": 0, "y": -0.02, "yanchor": "top"},
         "shapes": shapes, "annotations": notes,
@@ -250,6 +250,48 @@ def _findings_summary(findings: pd.DataFrame) -> str:
             f"({esc(measure_title(r.measure))} {esc(val)})</li>"
         )
     return "<ul class=\"findings\">" + "".join(items) + "</ul>"
+
+
+_GLANCE = (
+    ("dural_sac_area_mm2", "", "Dural sac area", "mm²"),
+    ("disc_height_middle_mm", "", "Disc height (mid)", "mm"),
+    ("disc_height_posterior_mm", "", "Disc height (post.)", "mm"),
+    ("slip_percent", "", "Slip", "%"),
+    ("foraminal_height_mm", "L", "Foramen height L", "mm"),
+    ("foraminal_height_mm", "R", "Foramen height R", "mm"),
+)
+
+
+def _glance_html(tab: pd.DataFrame, flags: dict[tuple[str, str, str], int]) -> str:
+    """Compact disc-level table of the measures behind the findings."""
+    discs = split_levels(tab["level"].unique().tolist())["disc"]
+    cols = [g for g in _GLANCE if ((tab["measure"] == g[0]) & (tab["side"] == g[1])).any()]
+    if not discs or not cols:
+        return ""
+    vals = {(r.level, r.side, r.measure): r.value for r in tab.itertuples(index=False)}
+    head = "".join(f"<th>{esc(t)}<span class=\"unit\">{esc(u)}</span></th>"
+                   for _, _, t, u in cols)
+    body = []
+    for lv in discs:
+        tds = []
+        for m, side, _, _ in cols:
+            v = vals.get((lv, side, m))
+            sev = flags.get((lv, side, m), 0)
+            txt = "—" if v is None or not np.isfinite(v) else f"{v:.1f}"
+            tds.append(f"<td class=\"sev{sev}\">{esc(txt)}</td>" if sev else f"<td>{esc(txt)}</td>")
+        body.append(f"<tr><th scope=\"row\">{esc(lv)}</th>{''.join(tds)}</tr>")
+    return ("<h3>At a glance (disc levels)</h3><table class=\"glance\"><thead><tr><th>Level</th>"
+            f"{head}</tr></thead><tbody>{''.join(body)}</tbody></table>")
+
+
+def _spine_summary(tab: pd.DataFrame) -> str:
+    rows = []
+    for m, label in (("lumbar_lordosis_deg", "Lumbar lordosis (L1–S1)"),
+                     ("sacral_slope_deg", "Sacral slope")):
+        v = tab.loc[tab["measure"] == m, "value"]
+        if len(v) and np.isfinite(v.iloc[0]):
+            rows.append(f"<li>{esc(label)}: <b>{v.iloc[0]:.1f}°</b></li>")
+    return f"<ul class=\"spine-sum\">{''.join(rows)}</ul>" if rows else ""
 
 
 def _rules_html() -> str:
@@ -351,14 +393,17 @@ def subject_report(
     present = [s for s in Structure if s != Structure.background and int(s) in set(ids.tolist())]
     sag_plane = slices.mid_sagittal_plane(image_c, seg_c)
     sag = slices.render_view("mid-sagittal", image_c, seg_c, sag_plane, levels_c)
-    sag_fig = _image_figure([sag], present, titles=False, cols=1, panel_px=560)
+    h, w = sag.grey.shape
+    # ~430 px wide column: pick the height that keeps square pixels, within screen limits.
+    sag_fig = _image_figure([sag], present, titles=False, cols=1,
+                            panel_px=int(np.clip(430 * h / w, 420, 720)))
     _level_annotations(sag_fig, sag, levels_c)
     _scale_bar(sag_fig, sag)
     planes = slices.disc_planes(levels_c, seg_c)
     _axial_lines(sag_fig, sag, planes)
     axial_views = [slices.render_view(n, image_c, seg_c, p) for n, p in planes]
-    ax_fig = (_image_figure(axial_views, present, titles=True, cols=min(5, len(axial_views)),
-                            panel_px=250) if axial_views else None)
+    ax_fig = (_image_figure(axial_views, present, titles=True, cols=min(3, len(axial_views)),
+                            panel_px=230) if axial_views else None)
 
     spine_fig = _spine_diagram(findings, tab["level"].unique().tolist())
 
@@ -394,19 +439,23 @@ only as good as the segmentation it comes from. Not a diagnosis.</p></header>
 <section id="findings"><h2>Key findings</h2>
 <div class="cols"><div class="col-main">{_findings_summary(findings)}
 <p class="hint">Thresholds and their sources are listed under <a href="#rules">Definitions</a>.
-{len(warn_list)} quality-control warning(s).</p></div>
+{len(warn_list)} quality-control warning(s){' — see <a href="#qc">Quality control</a>'
+ if warn_list else ''}.</p>
+{_glance_html(tab, flags)}{_spine_summary(tab)}</div>
 <div class="col-side"><h3>Spine diagram</h3>
 {figure_div('spine-diagram', spine_fig)}</div></div></section>
-<section id="images-section"><h2>Mid-sagittal image with segmentation</h2>
-<p class="hint">Anterior is on the left. Dotted lines mark the disc views below. Use the check
-boxes to show or hide structures; scroll to zoom, drag to pan, double-click to reset.</p>
+<section id="images-section"><h2>Images with segmentation</h2>
+<p class="hint">Use the check boxes to show or hide structures in all pictures; scroll to zoom,
+drag to pan, double-click to reset.</p>
 {_toggle_panel(present)}
-{figure_div('sagittal', sag_fig, cls='fig imgfig')}</section>
-<section id="disc-levels"><h2>Disc levels (axial views perpendicular to each disc)</h2>
+<div class="imgrow"><div class="imgcol-sag"><h3>Mid-sagittal</h3>
+<p class="hint">Anterior on the left. Dotted lines: planes of the disc views.</p>
+{figure_div('sagittal', sag_fig, cls='fig imgfig')}</div>
+<div class="imgcol-ax" id="disc-levels"><h3>Disc levels (axial, perpendicular to each disc)</h3>
 <p class="hint">Radiological convention: the patient's right is on the left, anterior is up.
 {n_levels} disc level(s) measured.</p>
 {figure_div('axial', ax_fig, cls='fig imgfig') if ax_fig is not None else
- '<p>No disc found in the segmentation: no axial view.</p>'}</section>
+ '<p>No disc found in the segmentation: no axial view.</p>'}</div></div></section>
 <section id="measures"><h2>Measurements</h2>
 <p class="hint">Coloured cells meet a finding threshold (orange moderate, red severe). † = value
 flagged by quality control (hover for the reason). — = not measurable.</p>

@@ -25,7 +25,7 @@ from spinemetrics.convert._common import ConvertResult
 from spinemetrics.errors import InputError
 from spinemetrics.image import Image
 
-__all__ = ["convert_labels", "ConvertResult", "SOURCES"]
+__all__ = ["convert_labels", "ConvertResult", "SOURCES", "KNOWN_IDS", "candidate_sources"]
 
 SOURCES: dict[str, Callable[..., ConvertResult]] = {
     "spineps": partial(tptbox.convert, source="spineps"),
@@ -36,6 +36,27 @@ SOURCES: dict[str, Callable[..., ConvertResult]] = {
     "totalsegmentator_mr": totalsegmentator.convert_mr,
     "verse": verse.convert,
 }
+
+
+#: Every id each convention defines (from the one table of its module).
+KNOWN_IDS: dict[str, frozenset[int]] = {
+    "spineps": frozenset(tptbox.SUBREGION) | frozenset(tptbox.INSTANCE),
+    "tptbox": frozenset(tptbox.SUBREGION) | frozenset(tptbox.INSTANCE),
+    "spider": frozenset(spider.TABLE),
+    "totalspineseg": frozenset(totalspineseg.TABLE),
+    "totalsegmentator_ct": frozenset(totalsegmentator.CT_TABLE),
+    "totalsegmentator_mr": frozenset(totalsegmentator.MR_TABLE),
+    "verse": frozenset(verse.TABLE),
+}
+
+
+def candidate_sources(ids) -> list[str]:
+    """Conventions that define every non-zero id in ``ids`` (a hint, not a detection:
+    small maps often fit several)."""
+    present = {int(i) for i in ids if int(i) != 0}
+    if not present:
+        return []
+    return [name for name, known in KNOWN_IDS.items() if present <= known]
 
 
 def convert_labels(

@@ -63,11 +63,19 @@ def unknown_ids(array: np.ndarray, known: set[int]) -> list[int]:
 
 
 def raise_unknown(img: Image, unknown: list[int], source: str) -> None:
+    from spinemetrics.convert import candidate_sources
+
     shown = ", ".join(str(u) for u in unknown[:12]) + (" …" if len(unknown) > 12 else "")
+    fits = [c for c in candidate_sources(label_ids(img.array)) if c != source.split()[0]]
+    hint = (
+        f"its ids fit --from {' or '.join(fits)}"
+        if fits
+        else "check --from (spineps, tptbox, spider, totalspineseg, totalsegmentator_ct, "
+        "totalsegmentator_mr, verse) or whether this is the instance map (--instance)"
+    )
     raise LabelError(
         f"{_name(img)} has label ids {shown} that the {source} convention does not define; "
-        "check --from (spineps, tptbox, spider, totalspineseg, totalsegmentator_ct, "
-        "totalsegmentator_mr, verse) or whether this is the instance map (--instance)"
+        f"{hint}"
     )
 
 

@@ -181,13 +181,17 @@ def read_labels(
         unknown = sorted(set(int(i) for i in ids) - set(int(a) for a in allowed) - {0})
         if unknown:
             shown = ", ".join(str(u) for u in unknown[:12]) + (" …" if len(unknown) > 12 else "")
-            hint = (
-                f"it does not look like {convention} output; " if convention else ""
+            hint = f"it does not look like {convention} output; " if convention else ""
+            from spinemetrics.convert import candidate_sources  # lazy: convert imports io
+
+            fits = candidate_sources(ids)
+            tools = (
+                " or ".join(fits) if fits else "spineps, tptbox, spider, totalspineseg, "
+                "totalsegmentator_ct, totalsegmentator_mr, verse"
             )
             raise LabelError(
                 f"{name} has unexpected label ids {shown}; {hint}convert it first with "
-                "`spinemetrics convert LABELS --from TOOL` (spineps, tptbox, spider, "
-                "totalspineseg, totalsegmentator_ct, totalsegmentator_mr, verse)"
+                f"`spinemetrics convert LABELS --from TOOL` (TOOL: {tools})"
             )
     return replace(img, array=arr, meta={**img.meta, "kind": "labels"})
 

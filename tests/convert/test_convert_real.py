@@ -153,3 +153,15 @@ def test_totalsegmentator_ct(shared_data):
     assert c[S.spinal_cord] == n[79]
     assert c[S.vertebral_body] + c[S.posterior_elements] == n[30] + n[31] + n[32] + n[33]
     assert S.intervertebral_disc not in c  # the CT task has no discs
+
+
+def test_wrong_convention_names_the_fitting_one(shared_data):
+    from spinemetrics.errors import LabelError
+    from spinemetrics.io import read_labels
+
+    path = shared_data / "totalseg_ct_abdomen" / "example_seg.nii.gz"
+    with pytest.raises(LabelError, match="fit --from totalsegmentator_ct"):
+        convert_labels(path, "spider")
+    with pytest.raises(LabelError, match=r"TOOL: spineps or tptbox"):
+        read_labels(shared_data / "panoptica_lumbar_labels" / "semantic" / "pred.nii.gz",
+                    allowed=range(12))

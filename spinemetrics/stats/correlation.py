@@ -196,11 +196,48 @@ def _corr_stat(x: np.ndarray, adj: np.ndarray, dist: np.ndarray) -> float:
     return float(c[adj].mean() - c[dist].mean())
 
 
+def _permuted_stats(
+    r: np.ndarray,
+    perms: np.ndarray,
+    rng: np.random.Generator,
+    n_permutations: int,
+    adj: np.ndarray,
+    far: np.ndarray,
+) -> np.ndarray:
+    """Statistic under B within-subject permutations, without materialising permuted data.
+
+    Subject i drawn permutation π puts ``x_i[π]``; the permuted data's cross-product matrix
+    is ``Σ_π P_π (Σ_{i: π_i = π} x_i x_iᵀ) P_πᵀ``, so per replicate only per-permutation
+    sums of the subjects' outer products (``bincount``) and a gather are needed.
+    """
+    n, k = r.shape
+    n_perm = len(perms)
+    w = k * k + k
+    # Per subject: the k² outer-product entries and the k values, one weight row of width w.
+    weights = np.hstack([(r[:, :, None] * r[:, None, :]).reshape(n, k * k), r]).ravel()
+    offs = np.arange(w)
+    pi = np.arange(n_perm)[:, None, None]
+    rows, cols = perms[:, :, None], perms[:, None, :]
+    out = np.empty(n_permutations)
+    for b in range(n_permutations):
+        draw = rng.integers(0, n_perm, n)
+        g = np.bincount((draw[:, None] * w + offs).ravel(), weights, n_perm * w)
+        g = g.reshape(n_perm, w)
+        s2 = g[:, : k * k].reshape(n_perm, k, k)[pi, rows, cols].sum(axis=0) / n
+        s1 = g[:, k * k :][np.arange(n_perm)[:, None], perms].sum(axis=0) / n
+        cov = s2 - np.outer(s1, s1)
+        sd = np.sqrt(np.diag(cov))
+        c = cov / np.outer(sd, sd)
+        out[b] = c[adj].mean() - c[far].mean()
+    return out
+
+
 def adjacency_test(
     wide: pd.DataFrame,
     *,
     n_permutations: int = 999,
     seed: int = 0,
+    max_subjects: int | None = 2000,
 ) -> dict[str, float]:
     """Do adjacent levels correlate more than distant ones? Subject-level permutation test.
 
@@ -219,6 +256,10 @@ def adjacency_test(
         Number of permutations B.
     seed : int
         Seed of the permutations.
+    max_subjects : int or None
+        Test on a seeded random subset of this many complete subjects (the cost grows with
+        n × B, and 2000 subjects detect a difference of 0.1 in ρ with power > 0.9 at the
+        simulated correlations); None = all.
 
     Returns
     -------
@@ -230,6 +271,9 @@ def adjacency_test(
     pos = np.array([level_position(lv) for lv in levels])
     x = wide[levels].to_numpy(dtype=float)
     x = x[np.isfinite(x).all(axis=1)]
+    rng = np.random.default_rng(seed)
+    if max_subjects is not None and len(x) > max_subjects:
+        x = x[np.sort(rng.choice(len(x), size=max_subjects, replace=False))]
     n, k = x.shape
     out = {
         "n_subjects": n,
@@ -250,16 +294,15 @@ def adjacency_test(
     r = (r - r.mean(axis=0)) / r.std(axis=0).clip(min=1e-12)
     c = np.corrcoef(r, rowvar=False)
     t_obs = float(c[adj].mean() - c[far].mean())
-    rng = np.random.default_rng(seed)
-    perms = np.array(list(itertools.permutations(range(k)))) if k <= 7 else None
     exceed = 0
-    for _ in range(n_permutations):
-        if perms is not None:
-            idx = perms[rng.integers(0, len(perms), n)]
-        else:
+    if k <= 6:
+        perms = np.array(list(itertools.permutations(range(k))))
+        t_perm = _permuted_stats(r, perms, rng, n_permutations, adj, far)
+        exceed = int(np.sum(t_perm >= t_obs))
+    else:
+        for _ in range(n_permutations):
             idx = np.argsort(rng.random((n, k)), axis=1)
-        t = _corr_stat(np.take_along_axis(r, idx, axis=1), adj, far)
-        exceed += t >= t_obs
+            exceed += _corr_stat(np.take_along_axis(r, idx, axis=1), adj, far) >= t_obs
     out.update(
         mean_rho_adjacent=float(c[adj].mean()),
         mean_rho_distant=float(c[far].mean()),

@@ -28,12 +28,17 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from scipy import optimize
 
 __all__ = ["Fit", "gee_exchangeable", "mixedlm_random_intercept"]
 
 # |log-odds| beyond this means odds ratios > 10⁸: the data are (quasi-)separated.
 _SEPARATION_LOGIT = 18.0
+_SEPARATION_MSG = (
+    "(quasi-)complete separation: a term predicts the finding perfectly; estimates would be"
+    " infinite"
+)
 
 
 @dataclass
@@ -83,10 +88,34 @@ class _Groups:
     def sum(self, x: np.ndarray) -> np.ndarray:
         return np.add.reduceat(x, self.starts, axis=0)
 
+    def by_size(self, sx: np.ndarray, sy: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Cross-products of cluster sums pooled by cluster size.
+
+        Every per-cluster weight of the exchangeable / random-intercept algebra depends on
+        the cluster only through its size m, so ``Σ_i c(m_i) s_i s_iᵀ`` = ``Σ_m c(m) S_m``
+        with ``S_m`` pooled once: each later evaluation costs O(#sizes · p²), not O(G · p²).
+        """
+        if not hasattr(self, "_size_sel"):
+            sizes, inv = np.unique(self.sizes, return_inverse=True)
+            self._size_sel = (
+                sizes.astype(float),
+                [np.flatnonzero(inv == j) for j in range(len(sizes))],
+                np.bincount(inv).astype(float),
+            )
+        sizes, sel, counts = self._size_sel
+        k, p = len(sizes), sx.shape[1]
+        sxx, sxy, syy = np.zeros((k, p, p)), np.zeros((k, p)), np.zeros(k)
+        for j in range(k):
+            a, b = sx[sel[j]], sy[sel[j]]
+            sxx[j], sxy[j], syy[j] = a.T @ a, a.T @ b, float(b @ b)
+        return sizes, counts, sxx, sxy, syy
+
 
 def _factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    uniq, codes = np.unique(np.asarray(values), return_inverse=True)
-    return codes.ravel(), uniq
+    # Hash-based (pandas) rather than np.unique: subject ids are strings, and sorting 10⁵–10⁶
+    # Python strings dominates the fit time otherwise.
+    codes, uniq = pd.factorize(np.asarray(values))
+    return codes, np.asarray(uniq)
 
 
 def _glm_start(y: np.ndarray, x: np.ndarray, family: str) -> np.ndarray | None:
@@ -150,67 +179,71 @@ def gee_exchangeable(
     if n <= p:
         return Fit.failed(p, n, grp.n_groups, "fewer observations than parameters")
     y, x = y[grp.order], x[grp.order]
-    m_row = grp.sizes[grp.row_group].astype(float)
     binomial = family == "binomial"
     beta = _glm_start(y, x, family)
     if beta is None or not np.all(np.isfinite(beta)):
         return Fit.failed(p, n, grp.n_groups, "starting GLM fit failed (separation or singular)")
     if binomial and np.max(np.abs(beta)) > _SEPARATION_LOGIT:
-        return Fit.failed(
-            p,
-            n,
-            grp.n_groups,
-            "(quasi-)complete separation: a term predicts the"
-            " finding perfectly; estimates would be infinite",
-        )
+        return Fit.failed(p, n, grp.n_groups, _SEPARATION_MSG)
     n_pairs = float(np.sum(grp.sizes * (grp.sizes - 1) / 2.0))
+    ddof_pairs = n_pairs - p
+    # statsmodels' Exchangeable.covariance_matrix_solve, summed over clusters: with rows
+    # d1 = D/sd, r1 = r/sd and cluster sums T_i = Σ d1, R_i = Σ r1, c_i = α/(1−α)/(1+(m_i−1)α):
+    #   DᵀV⁻¹D = d1ᵀd1/(1−α) − Σ c_i T_i T_iᵀ,   DᵀV⁻¹r = d1ᵀr1/(1−α) − Σ c_i R_i T_i.
+    # c_i depends on the cluster only through m_i, so the cluster sums are pooled by size.
+    if binomial:
 
-    def moments(beta):
-        eta = x @ beta
-        if binomial:
-            mu = 1.0 / (1.0 + np.exp(-np.clip(eta, -30, 30)))
-            var = np.clip(mu * (1 - mu), 1e-12, None)
-            dmat = x * var[:, None]
-        else:
-            mu, var, dmat = eta, np.ones(n), x
-        return mu, np.sqrt(var), dmat
+        def state(beta):
+            mu = 1.0 / (1.0 + np.exp(-np.clip(x @ beta, -30, 30)))
+            sd = np.sqrt(np.clip(mu * (1 - mu), 1e-12, None))
+            d1 = x * sd[:, None]
+            r1 = (y - mu) / sd
+            sizes, _, sxx, sxy, syy = grp.by_size(grp.sum(d1), grp.sum(r1))
+            return d1.T @ d1, d1.T @ r1, float(r1 @ r1), sizes, sxx, sxy, syy
 
-    def solve_terms(alpha, mu, sdev, dmat):
-        # V⁻¹ applied to D and r, cluster by cluster via group sums (statsmodels'
-        # Exchangeable.covariance_matrix_solve, vectorised).
-        c_row = alpha / (1.0 - alpha) / (1.0 + alpha * (m_row - 1.0))
-        d1 = dmat / sdev[:, None]
-        vinv_d = (d1 / (1 - alpha) - c_row[:, None] * grp.sum(d1)[grp.row_group]) / sdev[:, None]
-        r1 = (y - mu) / sdev
-        vinv_r = (r1 / (1 - alpha) - c_row * grp.sum(r1)[grp.row_group]) / sdev
-        return vinv_d, vinv_r
+    else:
+        xtx, xty, yty = x.T @ x, x.T @ y, float(y @ y)
+        sizes0, _, sxx0, sxy0, syy0 = grp.by_size(grp.sum(x), grp.sum(y))
 
-    def update_alpha(mu, sdev):
-        resid = (y - mu) / sdev
-        ssr = float(resid @ resid)
-        scale = ssr / (n - p)
-        gs = grp.sum(resid)
-        gss = grp.sum(resid * resid)
-        pair_sum = float(np.sum((gs**2 - gss) / 2.0)) / scale
-        if n_pairs - p <= 0:
+        def state(beta):
+            # Residual cross-products from the sufficient statistics: O(p²), no pass over rows.
+            dtr = xty - xtx @ beta
+            rtr = yty - 2 * beta @ xty + beta @ xtx @ beta
+            sxr = sxy0 - sxx0 @ beta
+            srr = syy0 - 2 * sxy0 @ beta + np.einsum("i,kij,j->k", beta, sxx0, beta)
+            return xtx, dtr, float(rtr), sizes0, sxx0, sxr, srr
+
+    def c_of(alpha, sizes):
+        return alpha / (1.0 - alpha) / (1.0 + alpha * (sizes - 1.0))
+
+    def bmat_score(alpha, st_):
+        dtd, dtr, _, sizes, sxx, sxr, _ = st_
+        c = c_of(alpha, sizes)
+        bmat = dtd / (1.0 - alpha) - np.tensordot(c, sxx, axes=1)
+        score = dtr / (1.0 - alpha) - c @ sxr
+        return bmat, score
+
+    def update_alpha(st_):
+        _, _, rtr, _, _, _, srr = st_
+        scale = rtr / (n - p)
+        if ddof_pairs <= 0:
             return 0.0, scale
-        return pair_sum / (n_pairs - p), scale
+        # Σ_i Σ_{j<k} r_ij r_ik = (Σ_i R_i² − Σ r²) / 2
+        return (float(np.sum(srr)) - rtr) / 2.0 / scale / ddof_pairs, scale
 
     alpha, scale = 0.0, math.nan
-    mu, sdev, dmat = moments(beta)
+    st_ = state(beta)
     converged = False
     it = 0
     for it in range(1, maxiter + 1):
-        vinv_d, vinv_r = solve_terms(alpha, mu, sdev, dmat)
-        bmat = dmat.T @ vinv_d
-        score = dmat.T @ vinv_r
+        bmat, score = bmat_score(alpha, st_)
         try:
             step = np.linalg.solve(bmat, score)
         except np.linalg.LinAlgError:
             return Fit.failed(p, n, grp.n_groups, "singular GEE update (collinear terms?)")
         beta = beta + step
-        mu, sdev, dmat = moments(beta)
-        new_alpha, scale = update_alpha(mu, sdev)
+        st_ = state(beta)
+        new_alpha, scale = update_alpha(st_)
         small = np.all(np.abs(step) <= tol * (1.0 + np.abs(beta)))
         if small and abs(new_alpha - alpha) <= tol and it > 1:
             alpha = new_alpha
@@ -220,18 +253,19 @@ def gee_exchangeable(
         if not (-1.0 / max(grp.sizes.max() - 1, 1) < alpha < 1.0):
             return Fit.failed(p, n, grp.n_groups, f"working correlation left (-1, 1): {alpha:.3g}")
     if binomial and np.max(np.abs(beta)) > _SEPARATION_LOGIT:
-        return Fit.failed(
-            p,
-            n,
-            grp.n_groups,
-            "(quasi-)complete separation: a term predicts the"
-            " finding perfectly; estimates would be infinite",
-        )
+        return Fit.failed(p, n, grp.n_groups, _SEPARATION_MSG)
     if not converged or not np.all(np.isfinite(beta)):
         return Fit.failed(p, n, grp.n_groups, f"GEE did not converge in {maxiter} iterations")
-    vinv_d, vinv_r = solve_terms(alpha, mu, sdev, dmat)
-    bmat = dmat.T @ vinv_d
-    u = grp.sum(dmat * vinv_r[:, None])
+    bmat, _ = bmat_score(alpha, st_)
+    # Robust "meat": per-cluster scores u_i = Σ_i d1·r1/(1−α) − c_i R_i T_i (one pass).
+    if binomial:
+        mu = 1.0 / (1.0 + np.exp(-np.clip(x @ beta, -30, 30)))
+        sd = np.sqrt(np.clip(mu * (1 - mu), 1e-12, None))
+        d1, r1 = x * sd[:, None], (y - mu) / sd
+    else:
+        d1, r1 = x, y - x @ beta
+    c_row = c_of(alpha, grp.sizes.astype(float))
+    u = grp.sum(d1 * r1[:, None]) / (1.0 - alpha) - (c_row * grp.sum(r1))[:, None] * grp.sum(d1)
     cmat = u.T @ u
     try:
         bmati = np.linalg.inv(bmat)
@@ -263,21 +297,19 @@ def mixedlm_random_intercept(y: np.ndarray, x: np.ndarray, groups: np.ndarray) -
     if n <= p:
         return Fit.failed(p, n, grp.n_groups, "fewer observations than parameters")
     y, x = y[grp.order], x[grp.order]
-    m = grp.sizes.astype(float)
-    sx = grp.sum(x)  # G × p
-    sy = grp.sum(y)
     xtx, xty, yty = x.T @ x, x.T @ y, float(y @ y)
     if np.linalg.matrix_rank(xtx) < p:
         return Fit.failed(p, n, grp.n_groups, "design matrix is rank deficient (collinear terms)")
+    m, counts, sxx, sxy, syy = grp.by_size(grp.sum(x), grp.sum(y))
 
     def parts(gamma):
         c = gamma / (1.0 + m * gamma)
-        a = xtx - (sx * c[:, None]).T @ sx
-        b = xty - (sx * c[:, None]).T @ sy
+        a = xtx - np.tensordot(c, sxx, axes=1)
+        b = xty - c @ sxy
         beta = np.linalg.solve(a, b)
-        # r'(I - cJ)r summed over clusters, from the sufficient statistics.
-        rsum = sy - sx @ beta
-        q = yty - 2 * beta @ xty + beta @ xtx @ beta - float(np.sum(c * rsum**2))
+        # Σ_i r_iᵀ(I − c_i J)r_i from the pooled sufficient statistics.
+        rsum2 = syy - 2 * sxy @ beta + np.einsum("i,kij,j->k", beta, sxx, beta)
+        q = yty - 2 * beta @ xty + beta @ xtx @ beta - float(c @ rsum2)
         return a, beta, q
 
     def neg_loglik(log_gamma):
@@ -286,7 +318,7 @@ def mixedlm_random_intercept(y: np.ndarray, x: np.ndarray, groups: np.ndarray) -
         if q <= 0:
             return np.inf
         sign, logdet = np.linalg.slogdet(a)
-        return 0.5 * ((n - p) * math.log(q / (n - p)) + np.sum(np.log1p(m * gamma)) + logdet)
+        return 0.5 * ((n - p) * math.log(q / (n - p)) + counts @ np.log1p(m * gamma) + logdet)
 
     lo, hi = math.log(1e-8), math.log(1e4)
     grid = np.linspace(lo, hi, 25)

@@ -12,7 +12,7 @@ Hansson 1988 [V]).
 * Odds ratio of a finding at a level given the same finding at the adjacent level, from the
   2×2 table over subjects assessed at both (one pair per subject, so subjects are
   independent): conditional maximum-likelihood OR with exact CI (Cornfield) and Fisher's
-  exact p for up to 20 000 subjects, otherwise the sample OR with the Woolf logit CI
+  exact p for up to 5 000 subjects, otherwise the sample OR with the Woolf logit CI
   (0.5 added to every cell when one is empty).
 """
 
@@ -36,7 +36,7 @@ __all__ = [
     "wilson_ci",
 ]
 
-EXACT_OR_MAX_N = 20_000
+EXACT_OR_MAX_N = 5_000
 
 
 def finding_definitions(rules: tuple[FindingRule, ...] = FINDING_RULES) -> pd.DataFrame:
@@ -247,7 +247,7 @@ def neighbour_odds(findings: pd.DataFrame, conf: float = 0.95) -> pd.DataFrame:
     f = findings.dropna(subset=["positive"])
     rows = []
     for (finding, measure, side), grp in f.groupby(["finding", "measure", "side"], sort=False):
-        wide = grp.pivot_table(index="subject", columns="level", values="positive", aggfunc="max")
+        wide = grp.pivot(index="subject", columns="level", values="positive")
         levels = order_levels(wide.columns)
         for a, b in zip(levels[:-1], levels[1:], strict=False):
             pa, pb = level_position(a), level_position(b)

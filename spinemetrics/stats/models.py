@@ -66,7 +66,7 @@ def neighbour_indicator(findings: pd.DataFrame, finding: str, side: str) -> pd.D
     f = f.dropna(subset=["positive"])
     if f.empty:
         return pd.DataFrame(columns=["subject", "level", "neighbour"])
-    wide = f.pivot_table(index="subject", columns="level", values="positive", aggfunc="max")
+    wide = f.pivot(index="subject", columns="level", values="positive")
     levels = order_levels(wide.columns)
     pos = {lv: level_position(lv) for lv in levels}
     out = {}

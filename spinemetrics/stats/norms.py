@@ -167,9 +167,11 @@ def fit_norms(
         raise StatsError(
             f"norms need covariates {', '.join(missing)}; add them to the covariates file"
         )
-    df = table[["subject", "level", "side", "measure", "value", "unit"]].merge(
-        covariates[["subject", "age", "sex"]], on="subject", how="inner"
-    )
+    base = ["subject", "level", "side", "measure", "value", "unit"]
+    if {"age", "sex"} <= set(table.columns):
+        df = table[[*base, "age", "sex"]]
+    else:
+        df = table[base].merge(covariates[["subject", "age", "sex"]], on="subject", how="inner")
     df = df[np.isfinite(df["value"].to_numpy(dtype=float)) & df["age"].notna() & df["sex"].notna()]
     rows = []
     for key, g in df.groupby(["measure", "level", "side", "sex"], sort=True):
@@ -222,42 +224,60 @@ def zscores(table: pd.DataFrame, covariates: pd.DataFrame | None, norms: NormMod
     out = table.copy()
     n = len(out)
     z = np.full(n, np.nan)
-    flag = np.full(n, "no_covariates", dtype=object)
-    if covariates is None or not {"age", "sex"} <= set(covariates.columns):
-        out["z"], out["centile"], out["norm_flag"] = z, z.copy(), flag
-        return out
-    cov = covariates.set_index("subject")
-    age = out["subject"].astype(str).map(cov["age"]).to_numpy(dtype=float)
-    sex = out["subject"].astype(str).map(cov["sex"]).to_numpy(dtype=object)
-    has_cov = np.isfinite(age) & pd.notna(sex)
-    cells = norms.table.set_index(["measure", "level", "side", "sex"])
-    keys = pd.MultiIndex.from_arrays(
-        [
-            out["measure"].astype(str),
-            out["level"].astype(str),
-            out["side"].astype(str),
-            pd.Series(sex).astype(str).to_numpy(),
-        ]
-    )
-    idx = cells.index.get_indexer(keys)
-    found = (idx >= 0) & has_cov
-    flag[has_cov] = "no_norm"
-    c = cells.iloc[idx[found]]
-    a = age[found]
-    t = (a - c["age_ref"].to_numpy()) / 10.0
-    mu = c["mu_b0"].to_numpy() + c["mu_b1"].to_numpy() * t + c["mu_b2"].to_numpy() * t**2
-    sd = np.exp(c["logsd_c0"].to_numpy() + c["logsd_c1"].to_numpy() * t)
-    zf = (out["value"].to_numpy(dtype=float)[found] - mu) / sd
-    z[found] = zf
     cent = np.full(n, np.nan)
-    cent[found] = 100.0 * st.norm.cdf(zf)
-    fl = np.where(cent[found] < 2.5, "low", np.where(cent[found] > 97.5, "high", "normal"))
-    outside = (a < c["age_min"].to_numpy()) | (a > c["age_max"].to_numpy())
-    fl = np.where(outside, "extrapolated", fl).astype(object)
-    fl[~np.isfinite(zf)] = "no_value"
-    flag[found] = fl
+    flag = np.full(n, "no_covariates", dtype=object)
+    age, sex = _subject_age_sex(out, covariates)
+    if age is None:
+        out["z"], out["centile"], out["norm_flag"] = z, cent, flag
+        return out
+    has_cov = np.isfinite(age) & pd.notna(sex)
+    flag[has_cov] = "no_norm"
+    cells = {(r.measure, r.level, r.side, r.sex): r for r in norms.table.itertuples(index=False)}
+    values = out["value"].to_numpy(dtype=float)
+    keys = pd.DataFrame(
+        {
+            "measure": out["measure"].to_numpy(),
+            "level": out["level"].to_numpy(),
+            "side": out["side"].to_numpy(),
+            "sex": sex,
+        }
+    )
+    # One vectorised evaluation per (measure, level, side, sex) group.
+    for key, idx in keys.groupby(["measure", "level", "side", "sex"], sort=False).indices.items():
+        c = cells.get(tuple(str(k) for k in key))
+        idx = idx[has_cov[idx]]
+        if c is None or idx.size == 0:
+            continue
+        a = age[idx]
+        t = (a - c.age_ref) / 10.0
+        mu = c.mu_b0 + c.mu_b1 * t + c.mu_b2 * t**2
+        sd = np.exp(c.logsd_c0 + c.logsd_c1 * t)
+        zf = (values[idx] - mu) / sd
+        cf = 100.0 * st.norm.cdf(zf)
+        fl = np.where(cf < 2.5, "low", np.where(cf > 97.5, "high", "normal")).astype(object)
+        fl[(a < c.age_min) | (a > c.age_max)] = "extrapolated"
+        fl[~np.isfinite(zf)] = "no_value"
+        z[idx], cent[idx], flag[idx] = zf, cf, fl
     out["z"], out["centile"], out["norm_flag"] = z, cent, flag
     return out
+
+
+def _subject_age_sex(
+    table: pd.DataFrame, covariates: pd.DataFrame | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Age and sex per row: from the table's own columns, else looked up by subject."""
+    if {"age", "sex"} <= set(table.columns):
+        return table["age"].to_numpy(dtype=float), table["sex"].to_numpy(dtype=object)
+    if covariates is None or not {"age", "sex"} <= set(covariates.columns):
+        return None, None
+    subj = table["subject"]
+    cov = covariates
+    if subj.dtype != cov["subject"].dtype:
+        subj, cov = subj.astype(str), cov.assign(subject=cov["subject"].astype(str))
+    cov = cov.set_index("subject")
+    age = subj.map(cov["age"]).to_numpy(dtype=float)
+    sex = subj.map(cov["sex"]).to_numpy(dtype=object)
+    return age, sex
 
 
 def load_default_norms() -> NormModel:

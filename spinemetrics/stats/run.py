@@ -247,6 +247,7 @@ def run_stats(
             if progress is not None:
                 progress(measure, i, len(measures))
             frame = store.measure_frame(measure, cov_terms)
+            cov_sid = store.covariates_sid
             frame["measure"] = measure
             frame["unit"] = store.units[measure]
             for side in sorted(frame["side"].unique()):
@@ -255,7 +256,7 @@ def run_stats(
                     sub,
                     measure,
                     side,
-                    cov,
+                    cov_sid,
                     cov_terms,
                     warn,
                     corr_rows,
@@ -271,10 +272,10 @@ def run_stats(
                     neighbour_terms=neighbour_terms,
                 )
             if cov is not None and {"age", "sex"} <= set(cov.columns):
-                nm = fit_norms(frame, cov)
+                nm = fit_norms(frame, cov_sid)
                 norm_frames.append(nm.table)
                 if reference_norms is not None:
-                    zsum_frames.append(_zscore_summary(frame, cov, reference_norms))
+                    zsum_frames.append(_zscore_summary(frame, cov_sid, reference_norms))
         if progress is not None:
             progress("writing outputs", len(measures), len(measures))
         summary = {
@@ -369,7 +370,7 @@ def _analyse_series(
 ) -> None:
     """Correlations, adjacency test, findings and models of one measure on one side."""
     levels = sorted(sub["level"].unique())
-    wide = sub.pivot_table(index="subject", columns="level", values="value", aggfunc="mean")
+    wide = sub.pivot(index="subject", columns="level", values="value")
     n_levels_per_subject = wide.notna().sum(axis=1)
     single = int((n_levels_per_subject == 1).sum())
     if len(levels) < 2:
@@ -419,7 +420,7 @@ def _analyse_series(
     if not found.empty:
         prev_frames.append(prevalence(found))
         odds_frames.append(neighbour_odds(found))
-        names = list(dict.fromkeys(found["finding"]))
+        names = list(pd.unique(found["finding"]))
         primary = names[0]
         for name in names:
             model_rows += fit_finding_models(
@@ -454,17 +455,21 @@ def _analyse_series(
 
 
 def _zscore_summary(frame: pd.DataFrame, cov: pd.DataFrame, norms: NormModel) -> pd.DataFrame:
-    z = zscores(frame[["subject", "level", "side", "measure", "value"]], cov, norms)
+    cols = [c for c in ("subject", "level", "side", "measure", "value", "age", "sex") if c in frame]
+    z = zscores(frame[cols], cov, norms)
     z = z[z["norm_flag"].isin(["low", "high", "normal", "extrapolated"])]
     if z.empty:
         return pd.DataFrame()
+    z = z.assign(
+        low=(z["norm_flag"] == "low").astype(float), high=(z["norm_flag"] == "high").astype(float)
+    )
     g = z.groupby(["measure", "level", "side"], sort=False)
     out = g.agg(
         n=("z", "count"),
         mean_z=("z", "mean"),
         sd_z=("z", "std"),
-        share_low=("norm_flag", lambda s: float((s == "low").mean())),
-        share_high=("norm_flag", lambda s: float((s == "high").mean())),
+        share_low=("low", "mean"),
+        share_high=("high", "mean"),
     ).reset_index()
     out["reference"] = str(norms.meta.get("population", "custom"))
     return out

@@ -81,6 +81,10 @@ class CohortStore:
         Checked covariates (one row per subject).
     warnings : list of str
         What cleaning changed (duplicates dropped, extra scans, non-ok qc rows …).
+    subject_index : pandas.DataFrame
+        subject (str) → sid (int), the integer id used by :meth:`measure_frame`.
+    covariates_sid : pandas.DataFrame or None
+        Covariates with ``subject`` replaced by the integer sid.
     n_rows, n_subjects : int
         Rows and subjects kept for analysis.
     """
@@ -91,6 +95,8 @@ class CohortStore:
     warnings: list[str] = field(default_factory=list)
     n_rows: int = 0
     n_subjects: int = 0
+    subject_index: pd.DataFrame | None = None
+    covariates_sid: pd.DataFrame | None = None
     _tmp: tempfile.TemporaryDirectory | None = None
     threads: int = 2
     memory_limit: str = "4GB"
@@ -113,7 +119,11 @@ class CohortStore:
         return _sql_str(str(folder / "*.parquet"))
 
     def measure_frame(self, measure: str, columns: tuple[str, ...] = ()) -> pd.DataFrame:
-        """Long rows of one measure: subject, level, side, value (+ covariate columns).
+        """Long rows of one measure: subject (integer sid), level, side, value (+ covariates).
+
+        ``subject`` is the store's dense integer id (see ``subject_index``) so that the
+        per-measure pandas work never touches string ids; covariates come from
+        ``covariates_sid``.
 
         Parameters
         ----------
@@ -128,16 +138,26 @@ class CohortStore:
             )
         con = self.connect()
         try:
-            df = con.sql(
-                f"SELECT subject, level, side, value FROM read_parquet({self._glob(measure)})"
-            ).df()
+            cov_cols = []
+            if columns and self.covariates_sid is not None:
+                cov_cols = [c for c in columns if c in self.covariates_sid.columns]
+            src = f"read_parquet({self._glob(measure)})"
+            if cov_cols:
+                # Join in DuckDB (hash join) instead of a pandas merge of 10⁵–10⁶ rows.
+                con.register("cov_df", self.covariates_sid[["subject", *cov_cols]])
+                sel = ", ".join(f'c."{c}"' for c in cov_cols)
+                sql = (
+                    f"SELECT m.sid AS subject, m.level, m.side, m.value, {sel} "
+                    f"FROM {src} m LEFT JOIN cov_df c ON m.sid = c.subject"
+                )
+            else:
+                sql = f"SELECT sid AS subject, level, side, value FROM {src}"
+            df = con.sql(sql).df()
         finally:
             con.close()
-        for col in ("subject", "level", "side"):
-            df[col] = df[col].astype(str)
-        if columns and self.covariates is not None:
-            cov = self.covariates[["subject", *[c for c in columns if c in self.covariates]]]
-            df = df.merge(cov, on="subject", how="left")
+        for col in ("level", "side"):
+            if df[col].dtype == object:
+                df[col] = df[col].astype(str)
         return df
 
     def close(self) -> None:
@@ -210,9 +230,19 @@ def open_store(
             shutil.rmtree(store_path)
         store_path.parent.mkdir(parents=True, exist_ok=True)
         con.execute(
-            f"COPY clean TO {_sql_str(str(store_path))} "
-            "(FORMAT PARQUET, PARTITION_BY (measure), COMPRESSION zstd)"
+            "COPY (SELECT sid, level, side, measure, value FROM clean_sid) TO "
+            f"{_sql_str(str(store_path))} (FORMAT PARQUET, PARTITION_BY (measure), "
+            "COMPRESSION zstd)"
         )
+        store.subject_index = con.execute("SELECT subject, sid FROM subject_index").df()
+        store.subject_index["subject"] = store.subject_index["subject"].astype(str)
+        if covariates is not None:
+            # Covariates keyed by the integer sid (subjects of the store only).
+            store.covariates_sid = (
+                store.subject_index.merge(covariates, on="subject")
+                .drop(columns="subject")
+                .rename(columns={"sid": "subject"})
+            )
     except BaseException:
         store.close()
         raise
@@ -262,15 +292,22 @@ def _clean(con: duckdb.DuckDBPyConnection, store: CohortStore, qc_ok_only: bool)
             f"measure {mixed[0]!r} comes in mixed units ({mixed[1]}); convert it to one unit"
             " before running stats"
         )
-    # Duplicates: exact repeats are dropped, conflicting repeats are an error.
-    dup = con.execute(
-        """
-        SELECT count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE nv > 1),
-               coalesce(sum(n - 1), 0)
-        FROM (SELECT count(*) AS n, count(DISTINCT coalesce(value, 'NaN'::DOUBLE)) AS nv
-              FROM typed GROUP BY subject, scan, level, side, measure)
-        """
+    # Duplicates: exact repeats are dropped, conflicting repeats are an error. A distinct
+    # count of 64-bit key hashes is a cheap screen (a collision among 10⁷ keys has
+    # probability ~3·10⁻⁶ and would only trigger the exact check below).
+    n_total, n_keys = con.execute(
+        "SELECT count(*), count(DISTINCT hash(subject, scan, level, side, measure)) FROM typed"
     ).fetchall()[0]
+    dup = (0, 0, 0)
+    if n_keys < n_total:
+        dup = con.execute(
+            """
+            SELECT count(*) FILTER (WHERE n > 1), count(*) FILTER (WHERE nv > 1),
+                   coalesce(sum(n - 1), 0)
+            FROM (SELECT count(*) AS n, count(DISTINCT coalesce(value, 'NaN'::DOUBLE)) AS nv
+                  FROM typed GROUP BY subject, scan, level, side, measure)
+            """
+        ).fetchall()[0]
     n_dup_keys, n_conflict, n_extra = dup
     if n_conflict:
         ex = con.execute(
@@ -316,6 +353,17 @@ def _clean(con: duckdb.DuckDBPyConnection, store: CohortStore, qc_ok_only: bool)
         SELECT subject, scan, level, side, measure, value, unit, qc FROM {source}
         WHERE value IS NOT NULL AND isfinite(value) {qc_filter} {scan_filter}
         """
+    )
+    # Dense integer subject ids (sid): all later pandas work (pivots, merges, cluster ids)
+    # runs on integers instead of 10⁵–10⁶ Python strings.
+    con.execute(
+        "CREATE TEMP TABLE subject_index AS SELECT subject, "
+        "CAST(row_number() OVER (ORDER BY subject) - 1 AS BIGINT) AS sid "
+        "FROM (SELECT DISTINCT subject FROM clean)"
+    )
+    con.execute(
+        "CREATE TEMP VIEW clean_sid AS SELECT c.*, s.sid FROM clean c "
+        "JOIN subject_index s ON c.subject = s.subject"
     )
     store.units = dict(
         con.execute("SELECT measure, any_value(unit) FROM clean GROUP BY measure").fetchall()

@@ -33,6 +33,43 @@ def timed(fn, n=N):
     return statistics.median(times), out
 
 
+def _write_study(folder: Path) -> None:
+    """Uncompressed MR study: sagittal T2 (15 × 512²), sagittal T1 (15 × 512²), axial T2
+    (120 × 256²) — 150 files, like a routine lumbar exam."""
+    import numpy as np
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    rng = np.random.default_rng(0)
+    specs = [
+        ("t2_tse_sag", (0, 1, 0, 0, 0, -1), 512, 15, 4.0),
+        ("t1_tse_sag", (0, 1, 0, 0, 0, -1), 512, 15, 4.0),
+        ("t2_tse_tra", (1, 0, 0, 0, 1, 0), 256, 120, 3.0),
+    ]
+    for desc, iop, n, slices, gap in specs:
+        uid = generate_uid()
+        normal = np.cross(iop[:3], iop[3:])
+        for k in range(slices):
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+            meta.MediaStorageSOPInstanceUID = generate_uid()
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds = pydicom.Dataset()
+            ds.file_meta = meta
+            ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.4", generate_uid()
+            ds.Modality, ds.SeriesInstanceUID, ds.SeriesDescription = "MR", uid, desc
+            ds.ImageOrientationPatient = list(iop)
+            ds.ImagePositionPatient = list(map(float, k * gap * normal))
+            ds.PixelSpacing, ds.SliceThickness, ds.InstanceNumber = [0.6, 0.6], gap, k + 1
+            ds.Rows = ds.Columns = n
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated = ds.BitsStored = 16
+            ds.HighBit, ds.PixelRepresentation = 15, 0
+            ds.PixelData = rng.integers(0, 1000, (n, n), dtype=np.uint16).tobytes()
+            ds.save_as(folder / f"{desc}_{k:03d}.dcm", enforce_file_format=True)
+
+
 def main() -> None:
     rows = []
     pan = DATA / "panoptica_lumbar_labels"
@@ -53,6 +90,20 @@ def main() -> None:
     for name, fn in cases:
         t, _ = timed(fn)
         rows.append((name, t, ""))
+    with tempfile.TemporaryDirectory() as tmp:
+        _write_study(Path(tmp))
+        from spinemetrics.io import list_dicom_series
+
+        t, _ = timed(lambda: list_dicom_series(tmp))
+        rows.append(("list series of a 150-file MR study (3 series)", t, ""))
+        t, img = timed(lambda: read_image(tmp))
+        rows.append(
+            (
+                "read default series of that study (sag T2 512²×15)",
+                t,
+                img.meta["series_description"],
+            )
+        )
     seg = read_labels(pan / "semantic" / "pred.nii.gz")
     t2 = read_image(DATA / "sct_t2_lumbar" / "t2_lumbar.nii.gz")
     with tempfile.TemporaryDirectory() as tmp:

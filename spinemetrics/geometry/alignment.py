@@ -7,9 +7,9 @@ of fitted endplate normals, projected on a mid-sagittal plane; + = lordotic.
   endplate of the lower vertebra (sacral plate for L5-S1), in the disc frame.
 * ``lumbar_lordosis_deg`` [L1-S1]: superior endplate of L1 vs sacral plate, in the global
   mid-sagittal plane (mean of the per-level SI and AP axes).
-* ``sacral_slope_deg`` [S1]: angle between the sacral plate and the scanner's AP axis in the
-  global mid-sagittal plane (supine surrogate; depends on patient position, so it is the one
-  measure that is *not* invariant to rotating the image).
+* ``sacral_slope_deg`` [S1]: angle between the sacral plate and the scanner's AP axis (world
+  +y) projected on the global mid-sagittal plane (supine surrogate; depends on patient
+  position, so it is the one measure that is *not* invariant to rotating the image).
 * ``slip_percent`` [disc]: displacement of the upper inferior-endplate centre relative to the
   lower superior-endplate centre along the lower endplate's AP axis, % of that endplate's
   depth (Meyerding/Taillard). An endplate centre is the midpoint of the endplate's AP chord
@@ -155,8 +155,9 @@ def compute(model: SpineModel) -> list[Record]:
             qc.add("missing_endplate")
         recs.append(Record("L1-S1", "lumbar_lordosis_deg", val, qc=qc))
     if plate is not None and gf is not None:
-        # Scanner vertical (world +z) and AP projected on the global mid-sagittal plane.
-        z = orthogonalise(np.array([0.0, 0.0, 1.0]), gf.lr)
-        y = unit(np.cross(z, gf.lr))  # anterior, in-plane, ⟂ z (AP = SI × LR)
-        recs.append(Record("S1", "sacral_slope_deg", tilt_deg(plate.normal, z, y)))
+        # Plate tilt relative to the anatomical SI/AP axes, plus the elevation of the scanner
+        # AP axis (world +y) above the anatomical AP axis, both in the mid-sagittal plane.
+        y = np.array([0.0, 1.0, 0.0])
+        phi = float(np.degrees(np.arctan2(y @ gf.si, y @ gf.ap)))
+        recs.append(Record("S1", "sacral_slope_deg", tilt_deg(plate.normal, gf.si, gf.ap) + phi))
     return recs

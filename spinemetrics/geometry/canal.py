@@ -9,9 +9,11 @@ in-plane axes AP (level AP orthogonalised to the tangent) and LR.
 * ``dural_sac_area_mm2``: area of thecal sac ∪ cord on that plane, sampled on a 0.25-mm grid
   of the interpolated mask (connected part containing the centreline point).
 * ``dural_sac_ap_mm``: AP chord of the sac through the section centroid.
-* ``canal_ap_mm``: along the same AP line in the mid-sagittal plane, from the posterior wall
-  of the body / disc / sacrum to the anterior margin of the posterior elements (lamina); at
-  disc levels this is the soft-tissue-bounded canal in front of the laminae (MEASURES §3.1).
+* ``canal_ap_mm``: at a vertebra, from the posterior body wall to the anterior margin of the
+  posterior elements (spinolaminar junction) along the body's AP axis through its centre
+  (Verbiest-type bony measure); at a disc, along the section's AP axis through the centreline
+  point from the disc / body wall to the posterior elements (MEASURES §3.1: at disc level this
+  is a soft-tissue measure, keep separate).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from spinemetrics.geometry.model import SpineModel
 from spinemetrics.geometry.sampling import plane_grid
 from spinemetrics.labels import vertebra_name
 
-__all__ = ["MEASURES", "compute", "Section", "level_section", "section_area"]
+__all__ = ["MEASURES", "compute", "Section", "level_section", "section_area", "bony_canal_ap"]
 
 MEASURES: dict[str, MeasureInfo] = {
     "dural_sac_area_mm2": MeasureInfo(
@@ -98,6 +100,18 @@ def section_area(model: SpineModel, key: str, sec: Section, half: float = 20.0,
     return float(m.sum() * step * step), m, uu, vv, touches or border
 
 
+def bony_canal_ap(model: SpineModel, vid: int) -> float:
+    """Posterior body wall → anterior margin of the posterior elements, along the body's AP
+    axis through its centre (mid-sagittal), in mm."""
+    g = model.vertebra(vid)
+    if g is None or not np.isfinite(g.semi_ap):
+        return float("nan")
+    fr = g.frame
+    start = fr.point(g.centre_ap - g.semi_ap - 0.5, g.centre_lr)
+    t = model.exits("posterior_wall", np.atleast_2d(start), -fr.ap, 45.0, entering=True)[0]
+    return float(t + 0.5)
+
+
 def _sac_values(model: SpineModel, sec: Section) -> tuple[dict[str, float], set[str]]:
     qc: set[str] = set()
     area, m, uu, vv, partial = section_area(model, "sac", sec)
@@ -110,10 +124,14 @@ def _sac_values(model: SpineModel, sec: Section) -> tuple[dict[str, float], set[
         c = sec.point + uu[iu].mean() * sec.u + vv[iv].mean() * sec.v
         tp, tm = model.chord("sac", c, sec.u, 40.0)
         ap = tp + tm
+    return {"dural_sac_area_mm2": area, "dural_sac_ap_mm": ap}, qc
+
+
+def _disc_canal_ap(model: SpineModel, sec: Section) -> float:
     o = np.atleast_2d(sec.point)
     ant = model.exits("anterior_wall", o, sec.u, 40.0, entering=True)[0]
     post = model.exits("posterior_wall", o, -sec.u, 40.0, entering=True)[0]
-    return {"dural_sac_area_mm2": area, "dural_sac_ap_mm": ap, "canal_ap_mm": ant + post}, qc
+    return float(ant + post)
 
 
 def compute(model: SpineModel) -> list[Record]:
@@ -128,6 +146,8 @@ def compute(model: SpineModel) -> list[Record]:
                 recs.append(Record(name, m, float("nan"), qc={"no_canal"}))
             continue
         vals, qc = _sac_values(model, sec)
+        vals["canal_ap_mm"] = (bony_canal_ap(model, lid) if kind == "vertebra"
+                               else _disc_canal_ap(model, sec))
         for m in MEASURES:
             recs.append(Record(sec.level, m, vals[m], qc=set(qc)))
     return recs

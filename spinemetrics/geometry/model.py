@@ -97,7 +97,8 @@ class SpineModel:
         (largest / smallest spacing > 1.5), else ``"linear"``.
     """
 
-    def __init__(self, seg: Image, levels: Image, mode: str = "auto") -> None:
+    def __init__(self, seg: Image, levels: Image, mode: str = "auto",
+                 smooth_sigma: float = 0.6) -> None:
         self.seg = np.asarray(seg.array)
         self.lev = np.asarray(levels.array)
         self.affine = np.asarray(seg.affine, dtype=np.float64)
@@ -106,6 +107,10 @@ class SpineModel:
         if mode == "auto":
             mode = "linear"
         self.mode = mode
+        # σ = 0.6 voxel along the fine axes; none along thick-slice axes (> 1.5 × finest),
+        # where linear interpolation already spreads the boundary over a whole slice.
+        fine = self.spacing <= 1.5 * self.spacing.min()
+        self.smooth_vox = tuple(float(v) for v in np.where(fine, smooth_sigma, 0.0))
         self._fields: dict[str, MaskField] = {}
         self._vert: dict[int, VertebraGeom | None] = {}
         self._disc: dict[int, DiscGeom | None] = {}
@@ -132,6 +137,9 @@ class SpineModel:
     # ------------------------------------------------------------------ basics
     def world(self, idx: np.ndarray) -> np.ndarray:
         return np.asarray(idx, dtype=np.float64) @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+    #: Fields that get the staircase-removing pre-filter (bone and disc surfaces, sac).
+    SMOOTHED = ("body", "disc", "sacrum", "sac")
 
     _STRUCT_KEYS = {
         "sac": (5, 6),
@@ -192,8 +200,11 @@ class SpineModel:
     def field(self, key: str) -> MaskField:
         if key not in self._fields:
             crop, lo = self._crop(key)
+            smooth = None
+            if key.split(":")[0] in self.SMOOTHED:
+                smooth = self.smooth_vox
             self._fields[key] = MaskField(crop, self.affine, mode=self.mode, lo=lo,
-                                          full_shape=self.seg.shape)
+                                          full_shape=self.seg.shape, smooth_vox=smooth)
         return self._fields[key]
 
     def body_centroid(self, vid: int) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pydicom
+import pydicom.errors
 import SimpleITK as sitk
 
 from spinemetrics.errors import InputError
@@ -157,6 +158,24 @@ def _slices_of(path: Path, ds: pydicom.Dataset) -> list[_Slice]:
     return [_Slice(path, None, ds, iop, ipp, ps, thick, int(ds.get("InstanceNumber", 0) or 0))]
 
 
+def _read_header(path: Path) -> pydicom.Dataset | None:
+    """Header of a DICOM file, or None for anything else (skipped, like a viewer would)."""
+    try:
+        return pydicom.dcmread(str(path), stop_before_pixels=True)
+    except pydicom.errors.InvalidDicomError:
+        # Files without the 128-byte preamble (old exports): try once more by force, but
+        # only where the name suggests DICOM, so random binaries are not parsed.
+        if path.suffix.lower() not in ("", ".dcm", ".ima", ".dicom"):
+            return None
+        try:
+            ds = pydicom.dcmread(str(path), stop_before_pixels=True, force=True)
+        except Exception:
+            return None
+        return ds if "Rows" in ds and "SOPClassUID" in ds else None
+    except Exception:
+        return None
+
+
 def find_dicom_series(folder: str | Path) -> list[DicomSeries]:
     """Scan ``folder`` (recursively) and group image files into series.
 
@@ -178,9 +197,8 @@ def find_dicom_series(folder: str | Path) -> list[DicomSeries]:
     folder = Path(folder)
     groups: dict[tuple, list[_Slice]] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        try:
-            ds = pydicom.dcmread(str(path), stop_before_pixels=True)
-        except Exception:  # not DICOM (or unreadable): skip, like a viewer would
+        ds = _read_header(path)
+        if ds is None:
             continue
         for sl in _slices_of(path, ds):
             key = (_text(ds, "SeriesInstanceUID"), tuple(round(v, 3) for v in sl.iop))
@@ -324,18 +342,20 @@ def _series_meta(s: DicomSeries, warnings: list[str]) -> dict:
 
 
 def _read_frames(s: DicomSeries) -> np.ndarray:
-    """Pixel data of an enhanced multi-frame series → ``[i=column, j=row, k=slice]``."""
+    """Pixel data decoded by pydicom → ``[i=column, j=row, k=slice]`` (enhanced multi-frame
+    files, and classic files GDCM refuses)."""
     cache: dict[Path, tuple[np.ndarray, pydicom.Dataset]] = {}
     planes = []
     for path, frame in zip(s.files, s.frames, strict=True):
         if path not in cache:
             try:
-                ds = pydicom.dcmread(str(path))
+                ds = pydicom.dcmread(str(path), force=True)
                 pix = ds.pixel_array
             except Exception:
                 raise InputError(
-                    f"cannot decode the pixel data of {path.name}; the file is corrupt or uses "
-                    "an unsupported compression"
+                    f"cannot decode the pixel data of {path.name} (DICOM series "
+                    f"{s.description or s.uid!r}); the file is corrupt or uses an unsupported "
+                    "compression"
                 ) from None
             cache[path] = (pix.reshape((-1, *pix.shape[-2:])), ds)
         pix, ds = cache[path]
@@ -410,10 +430,9 @@ def read_series(s: DicomSeries) -> tuple[np.ndarray, np.ndarray, dict]:
                 reader.SetFileNames(names)
                 img = reader.Execute()
     except RuntimeError:
-        raise InputError(
-            f"cannot read the pixel data of DICOM series {s.description or s.uid!r}; a file "
-            "is corrupt or compressed with an unsupported transfer syntax"
-        ) from None
+        # GDCM refuses some files pydicom can decode (no preamble, odd meta): decode slice by
+        # slice with pydicom; its errors are turned into one line there.
+        return _read_frames(s), _affine_from_tags(s, warnings), _series_meta(s, warnings)
     array, _ = sitk_to_array_affine(img, s.description or "DICOM series")
     if len(names) > 1 or array.ndim == 2:
         affine = _affine_from_tags(s, warnings)

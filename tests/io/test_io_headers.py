@@ -99,3 +99,32 @@ def test_dicom_missing_slice_warns_without_itk_noise(tmp_path, capfd):
     assert img.meta["n_slices"] == 5
     assert any("uneven slice spacing" in w for w in img.meta["warnings"])
     assert "ITK" not in capfd.readouterr().err
+
+
+def test_dicom_without_preamble_is_read(tmp_path):
+    import pydicom
+
+    vol = np.arange(6 * 5 * 4, dtype=np.uint16).reshape(6, 5, 4)
+    write_series(tmp_path / "raw", vol, **GEOM, description="t2 sag")
+    for f in (tmp_path / "raw").iterdir():  # strip the 128-byte preamble and "DICM"
+        ds = pydicom.dcmread(str(f))
+        ds.save_as(str(f), enforce_file_format=False, implicit_vr=False, little_endian=True)
+        f.write_bytes(f.read_bytes()[132:] if f.read_bytes()[128:132] == b"DICM" else
+                      f.read_bytes())
+    (tmp_path / "raw" / "notes").write_bytes(b"\x00\x01 random binary, no DICOM")
+    img = read_image(tmp_path / "raw")
+    np.testing.assert_array_equal(img.to_source().array, np.transpose(vol, (1, 0, 2)))
+
+
+def test_dicom_truncated_pixel_data_is_one_line_error(tmp_path):
+    import pytest
+
+    from spinemetrics.errors import InputError
+
+    vol = np.ones((16, 16, 4), np.uint16)
+    write_series(tmp_path / "bad", vol, **GEOM, description="t2 sag")
+    victim = sorted((tmp_path / "bad").iterdir())[1]
+    victim.write_bytes(victim.read_bytes()[:-200])  # cut into the pixel data
+    with pytest.raises(InputError) as e:
+        read_image(tmp_path / "bad")
+    assert "cannot decode the pixel data" in str(e.value) and "\n" not in str(e.value)

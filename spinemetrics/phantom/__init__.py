@@ -20,7 +20,7 @@ from spinemetrics.phantom.model import Anatomy, build_anatomy
 from spinemetrics.phantom.params import PhantomParams, random_params, spine_levels
 from spinemetrics.phantom.render import grid_for, rasterize, reorient, rotation_matrix
 from spinemetrics.phantom.synth import synthesize_mr, tissue_from_seg
-from spinemetrics.phantom.truth import truth_table
+from spinemetrics.phantom.truth import SAMPLED_MEASURES, truth_table
 
 __all__ = [
     "PhantomParams",
@@ -66,6 +66,7 @@ class Phantom:
     anat_to_world: np.ndarray
     scan: str = "phantom"
     _truth: pd.DataFrame | None = field(default=None, repr=False)
+    _analytic: pd.DataFrame | None = field(default=None, repr=False)
 
     @property
     def truth(self) -> pd.DataFrame:
@@ -73,10 +74,23 @@ class Phantom:
             self._truth = truth_table(self.anatomy, self.anat_to_world[:3, :3], scan=self.scan)
         return self._truth
 
+    @property
+    def analytic_truth(self) -> pd.DataFrame:
+        """Only the closed-form rows of :attr:`truth` (no dense sampling; instant)."""
+        if self._truth is not None:
+            return self._truth[~self._truth.measure.isin(SAMPLED_MEASURES)]
+        if self._analytic is None:
+            self._analytic = truth_table(
+                self.anatomy, self.anat_to_world[:3, :3], scan=self.scan, sampled=False
+            )
+        return self._analytic
+
     def truth_value(self, level: str, measure: str, side: str = "") -> float:
-        """One truth value (convenience for tests)."""
-        t = self.truth
+        """One truth value (sampled measures trigger the full table once)."""
+        t = self.truth if measure in SAMPLED_MEASURES else self.analytic_truth
         row = t[(t.level == level) & (t.measure == measure) & (t.side == side)]
+        if row.empty:
+            raise KeyError(f"no truth for {measure} at {level} {side}".strip())
         return float(row.value.iloc[0])
 
     def to_world(self, pts_anat: np.ndarray) -> np.ndarray:

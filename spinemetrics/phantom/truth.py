@@ -43,6 +43,16 @@ from spinemetrics.phantom.model import X_AXIS, Anatomy, a_tilt
 from spinemetrics.phantom.render import rasterize
 
 COLUMNS = ["subject", "scan", "level", "side", "measure", "value", "unit", "qc"]
+#: measures whose truth comes from dense sampling of the analytic shapes
+SAMPLED_MEASURES = frozenset(
+    {
+        "foraminal_height_mm",
+        "foraminal_width_mm",
+        "foraminal_area_mm2",
+        "paraspinal_muscle_area_mm2",
+        "epidural_fat_area_mm2",
+    }
+)
 WALLS = (1, 2, 3, 4, 9)
 
 

@@ -1,0 +1,235 @@
+"""The phantom's label maps agree with its own exact truth (volumes, sections, levels).
+
+Expected values come from closed forms computed here from the parameters or from the
+rendered maps' physics (partial-volume bounds), never from the phantom's output itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from spinemetrics.labels import level_id
+from spinemetrics.phantom import make_phantom, random_params
+from spinemetrics.phantom.truth import plane_sample
+
+# Partial-volume bound: counting voxel centres inside a convex slab of extents (H, D, W)
+# along its axes (u, a, x) errs by at most about one voxel extent along each axis, relative
+# error ≲ Σ ext_i / L_i (ext_i = extent of a voxel along that axis); we allow 0.35 of that
+# worst case plus 1 %.
+CASES = [
+    ((1.0, 1.0, 1.0), (0.0, 0.0, 0.0)),
+    ((1.0, 1.0, 1.0), (15.0, -10.0, 8.0)),
+    ((4.0, 0.5, 0.5), (0.0, 0.0, 0.0)),
+    ((4.0, 0.5, 0.5), (0.0, 12.0, 0.0)),
+    ((2.0, 2.0, 2.0), (-10.0, 0.0, 15.0)),
+]
+
+
+def _pv_tol(ph, geom, height):
+    R = ph.anat_to_world[:3, :3]
+    sp = np.asarray(ph.seg.spacing)
+    # seg is RAS here (default orientation): array axes = world axes
+    ext = [float(sp @ np.abs(R @ e)) for e in (geom.u, geom.a, np.array([1.0, 0.0, 0.0]))]
+    return 0.01 + 0.35 * (ext[0] / height + ext[1] / geom.depth_mm + ext[2] / geom.width_mm)
+
+
+def _counts(ph):
+    seg, lev = ph.seg.array, ph.levels.array
+    return np.bincount(lev[(seg == 1) | (seg == 4)].ravel(), minlength=256)
+
+
+@pytest.mark.parametrize(("spacing", "rotation"), CASES)
+def test_voxel_volumes_match_analytic_volumes(spacing, rotation):
+    p = random_params(seed=11)
+    ph = make_phantom(p, spacing=spacing, rotation_deg=rotation, with_image=False)
+    cnt = _counts(ph)
+    vv = ph.seg.voxel_volume_mm3
+    an = ph.anatomy
+    for v in p.vertebrae:
+        hm = 0.5 * (p.body_height_anterior_mm[v] + p.body_height_posterior_mm[v])
+        expected = np.pi / 4 * p.body_depth_mm[v] * p.body_width_mm[v] * hm  # elliptic slab
+        tol = _pv_tol(ph, an.bodies[v], hm)
+        assert cnt[level_id(v)] * vv == pytest.approx(expected, rel=tol), v
+        assert ph.truth_value(v, "vertebral_volume_mm3") == pytest.approx(expected, rel=1e-9)
+    for d in p.discs:
+        got = cnt[level_id(d)] * vv
+        tol = _pv_tol(ph, an.discs[d], ph.truth_value(d, "disc_height_middle_mm"))
+        assert got == pytest.approx(ph.truth_value(d, "disc_volume_mm3"), rel=tol), d
+
+
+def test_heights_and_angles_follow_the_parameters():
+    p = random_params(seed=3)
+    ph = make_phantom(p, with_image=False, spacing=(2.0, 2.0, 2.0))
+    for v in p.vertebrae:
+        ha, hp = p.body_height_anterior_mm[v], p.body_height_posterior_mm[v]
+        assert ph.truth_value(v, "vertebral_height_anterior_mm") == pytest.approx(ha)
+        assert ph.truth_value(v, "vertebral_height_posterior_mm") == pytest.approx(hp)
+        assert ph.truth_value(v, "vertebral_height_middle_mm") == pytest.approx((ha + hp) / 2)
+        assert ph.truth_value(v, "vertebral_wedge_index") == pytest.approx(ha / hp)
+    for d in p.discs:
+        ha, hp = p.disc_height_anterior_mm[d], p.disc_height_posterior_mm[d]
+        dd = p.disc_depth_mm[d]
+        wedge = np.degrees(2 * np.arctan((ha - hp) / (1.6 * dd)))
+        t_ha = ph.truth_value(d, "disc_height_anterior_mm")
+        t_hm = ph.truth_value(d, "disc_height_middle_mm")
+        t_hp = ph.truth_value(d, "disc_height_posterior_mm")
+        assert ph.truth_value(d, "disc_wedge_angle_deg") == pytest.approx(wedge)
+        # planar endplates: height is linear across the depth, slope 2·tan(w/2)
+        assert t_ha - t_hp == pytest.approx(1.6 * dd * np.tan(np.radians(wedge) / 2))
+        assert t_hm == pytest.approx((t_ha + t_hp) / 2)
+        assert ph.truth_value(d, "disc_height_index") == pytest.approx((t_ha + t_hp) / dd)
+        # the disc centre sits mid-way between the endplate centres, which are offset along
+        # the wedge: the middle height differs from the nominal one only to second order
+        if p.slip_percent[d] == 0:
+            half = np.radians(wedge) / 2
+            assert abs(t_hm - (ha + hp) / 2) <= (ha + hp) * np.tan(half) ** 2 + 1e-9
+
+    # lordosis = sum of the disc and body wedges between L1 and S1 (angles add in the plane)
+    def wedge_of(ha, hp, depth):
+        return np.degrees(2 * np.arctan((ha - hp) / (1.6 * depth)))
+
+    total = sum(
+        wedge_of(p.disc_height_anterior_mm[d], p.disc_height_posterior_mm[d], p.disc_depth_mm[d])
+        for d in p.discs
+        if not d.startswith("T")
+    ) + sum(
+        wedge_of(p.body_height_anterior_mm[v], p.body_height_posterior_mm[v], p.body_depth_mm[v])
+        for v in p.vertebrae
+        if v.startswith("L")
+    )
+    assert ph.truth_value("L1-S1", "lumbar_lordosis_deg") == pytest.approx(total)
+    seg_sum = sum(
+        ph.truth_value(d, "segmental_angle_deg") for d in p.discs if not d.startswith("T")
+    )
+    # segmental angles telescope: Σ (disc wedge + upper body wedge) over L1-L2…L5-S1 = LL
+    assert seg_sum == pytest.approx(total)
+
+
+def test_slip_truth_equals_parameter_and_shifts_the_body():
+    p = random_params(seed=4)
+    d = "L4-L5"
+    p.slip_percent[d] = 12.0
+    ph = make_phantom(p, with_image=False, spacing=(2.0, 2.0, 2.0))
+    assert ph.truth_value(d, "slip_percent") == pytest.approx(12.0, abs=1e-9)
+    an = ph.anatomy
+    disc = an.discs[d]
+    # independent check: displacement of the endplate centres along the lower endplate
+    e1 = disc.inferior.ap
+    disp = float((disc.superior.point - disc.inferior.point) @ e1)
+    depth = p.body_depth_mm["L5"] / np.cos(np.radians(an.bodies["L5"].wedge_deg / 2))
+    assert 100 * disp / depth == pytest.approx(12.0, abs=1e-9)
+    # the slipped upper body is anterior to the lower one by ≈ 12 % of the depth
+    shift = float((an.bodies["L4"].centre - an.bodies["L5"].centre) @ e1)
+    assert shift > 0.08 * depth
+
+
+def _mask_on_plane(img, mask, origin, e1, e2, half, step):
+    """Linear interpolation of a binary mask on a world plane (threshold 0.5)."""
+    p = np.arange(-half, half + step / 2, step)
+    P, Q = np.meshgrid(p, p, indexing="ij")
+    pts = origin + P[..., None] * e1 + Q[..., None] * e2
+    ijk = img.world_to_index(pts.reshape(-1, 3)).T
+    vals = ndimage.map_coordinates(mask.astype(np.float32), ijk, order=1, mode="constant")
+    return vals.reshape(P.shape) >= 0.5
+
+
+@pytest.mark.parametrize(
+    ("spacing", "rotation", "tol"),
+    [
+        ((0.5, 0.5, 0.5), (0.0, 0.0, 0.0), 0.04),
+        ((1.0, 1.0, 1.0), (10.0, 8.0, -6.0), 0.08),
+    ],
+)
+def test_dural_sac_area_on_perpendicular_plane(spacing, rotation, tol):
+    p = random_params(seed=21)
+    p.stenosis["L3-L4"] = 0.5
+    fov = (50.0, 100.0, 170.0) if spacing[0] < 1 else None
+    ph = make_phantom(p, spacing=spacing, rotation_deg=rotation, with_image=False, fov_mm=fov)
+    an = ph.anatomy
+    sac = np.isin(ph.seg.array, (5, 6))
+    R = ph.anat_to_world[:3, :3]
+    for d in ("L3-L4", "L2-L3"):
+        s0 = an.s_level[d]
+        _, nrm = an.canal.frame(s0)
+        origin = ph.to_world(an.canal.point(s0))
+        m = _mask_on_plane(ph.seg, sac, origin, R @ np.array([1.0, 0, 0]), R @ nrm, 15.0, 0.1)
+        area = m.sum() * 0.01
+        assert area == pytest.approx(ph.truth_value(d, "dural_sac_area_mm2"), rel=tol), d
+    # the stenosis halves the area relative to the un-stenosed base profile
+    ra, rl = an.base_radii(an.s_level["L3-L4"])
+    assert ph.truth_value("L3-L4", "dural_sac_area_mm2") == pytest.approx(
+        0.5 * np.pi * float(ra) * float(rl), rel=1e-6
+    )
+
+
+def test_canal_sections_sampled_exactly_match_closed_forms():
+    """Dense analytic sampling (0.05 mm) of the sac and LF reproduces the closed forms."""
+    p = random_params(seed=8)
+    ph = make_phantom(p, with_image=False, spacing=(3.0, 3.0, 3.0))
+    an = ph.anatomy
+    for d in ("L2-L3", "L4-L5"):
+        s0 = an.s_level[d]
+        _, nrm = an.canal.frame(s0)
+        _, _, seg, _ = plane_sample(
+            an, an.canal.point(s0), np.array([1.0, 0, 0]), nrm, (-25, 25), (-25, 25), 0.05
+        )
+        area = np.isin(seg, (5, 6)).sum() * 0.05**2
+        assert area == pytest.approx(ph.truth_value(d, "dural_sac_area_mm2"), rel=0.005)
+        pa = np.arange(-25, 25 + 0.025, 0.05)
+        for side, sgn in (("R", 1.0), ("L", -1.0)):
+            lf = (seg == 9) & ((sgn * pa)[:, None] > 0)
+            thick = 2 * ndimage.distance_transform_edt(lf).max() * 0.05
+            truth = ph.truth_value(d, "ligamentum_flavum_thickness_mm", side)
+            assert thick == pytest.approx(truth, abs=0.12), (d, side)
+
+
+def test_level_map_ids_and_cranio_caudal_order():
+    p = random_params(seed=5)
+    ph = make_phantom(p, spacing=(2.0, 2.0, 2.0), with_image=False)
+    lev = ph.levels.array
+    ids = set(np.unique(lev).tolist()) - {0}
+    assert ids == {19, 20, 21, 22, 23, 24, 26, 119, 120, 121, 122, 123, 124}
+    # centroids (world z) strictly decreasing from T12 through the discs to the sacrum
+    order = [19, 119, 20, 120, 21, 121, 22, 122, 23, 123, 24, 124]
+    zs = []
+    for i in order:
+        ijk = np.argwhere(lev == i).mean(axis=0)
+        zs.append(ph.levels.index_to_world(ijk)[2])
+    assert np.all(np.diff(zs) < 0)
+    # vertebral bodies are label 1, discs 4, sacrum 3 — never mixed up
+    seg = ph.seg.array
+    assert set(np.unique(seg[lev == 124]).tolist()) == {4}
+    assert set(np.unique(seg[lev == 26]).tolist()) == {3}
+    assert set(np.unique(seg[(lev >= 19) & (lev <= 24)]).tolist()) == {1, 2}
+    assert set(np.unique(seg).tolist()) == set(range(12))
+
+
+@pytest.mark.parametrize(
+    ("count", "expected_ids"),
+    [
+        (6, {19, 20, 21, 22, 23, 24, 25, 26, 119, 120, 121, 122, 123, 124, 125}),
+        (4, {19, 20, 21, 22, 23, 26, 119, 120, 121, 122, 123}),
+    ],
+)
+def test_transitional_counts(count, expected_ids):
+    p = random_params(seed=2, lumbar_count=count)
+    ph = make_phantom(p, spacing=(3.0, 3.0, 3.0), with_image=False)
+    assert set(np.unique(ph.levels.array).tolist()) - {0} == expected_ids
+    last = f"L{count}-S1"
+    assert last in set(ph.analytic_truth.level)
+    assert ph.truth_value(last, "disc_volume_mm3") > 0
+
+
+def test_sacral_slope_follows_sagittal_rotation_only():
+    p = random_params(seed=6)
+    a = make_phantom(p, spacing=(3.0, 3.0, 3.0), with_image=False)
+    b = make_phantom(p, spacing=(3.0, 3.0, 3.0), rotation_deg=(12.0, 0.0, 0.0), with_image=False)
+    assert a.truth_value("S1", "sacral_slope_deg") == pytest.approx(p.sacral_slope_deg)
+    # rotating the anatomy about +x (right) by 12° tilts the plate normal posteriorly by 12°
+    assert b.truth_value("S1", "sacral_slope_deg") == pytest.approx(p.sacral_slope_deg - 12.0)
+    ta = a.analytic_truth.set_index(["level", "side", "measure"]).value
+    tb = b.analytic_truth.set_index(["level", "side", "measure"]).value
+    other = [k for k in ta.index if k[2] != "sacral_slope_deg"]
+    np.testing.assert_allclose(ta[other].to_numpy(), tb[other].to_numpy(), rtol=1e-12)

@@ -6,7 +6,7 @@ everything that turns a table into contract label maps lives here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -270,7 +270,3 @@ def convert_flat(
     if levels is not None and levels.any():
         lev_img = img.with_array(levels, kind="levels", convention="spinemetrics")
     return ConvertResult(seg=seg_img, levels=lev_img, warnings=warnings)
-
-
-def with_array(img: Image, array: np.ndarray, kind: str) -> Image:
-    return replace(img, array=array, meta={**img.meta, "kind": kind})

@@ -1,0 +1,71 @@
+"""``spinemetrics segment IMAGE... -o DIR``: CNN segmentation + level labelling."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from spinemetrics.cli._progress import scan_progress, stderr_console
+
+
+def _stem(path: Path) -> str:
+    name = path.name.rstrip("/")
+    for ext in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def segment_cmd(
+    images: list[Path] = typer.Argument(
+        ..., help="Image files (NIfTI, MHA/MHD, NRRD) or DICOM series folders.", show_default=False
+    ),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder.", show_default=False),
+    device: str = typer.Option("auto", help="Torch device: auto, cpu, cuda, cuda:N, mps."),
+    series: str = typer.Option(
+        None, help="DICOM SeriesInstanceUID or description when a folder holds several series."
+    ),
+    model: Path = typer.Option(None, help="Weight file (default: the shipped model)."),
+    threads: int = typer.Option(0, help="Torch CPU threads (0 = all available cores)."),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="Log details."),
+) -> None:
+    """Segment 11 lumbar structures and name the levels.
+
+    Writes DIR/<stem>_seg.nii.gz (contract §2 ids) and DIR/<stem>_levels.nii.gz (contract §3
+    ids) on the grid and in the orientation of each input. Warnings go to stderr.
+    """
+    from spinemetrics.cli import fail
+    from spinemetrics.errors import SpinemetricsError
+    from spinemetrics.io import read_image, write_image
+    from spinemetrics.segment import available_threads, load_model, segment
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
+    console = stderr_console()
+    n_threads = threads or available_threads()
+    loaded = load_model(device, model)  # fail early (missing weights, no GPU)
+    failures: list[str] = []
+    with scan_progress(console) as progress:
+        task = progress.add_task("segment", total=len(images), counts="")
+        for image in images:
+            progress.update(task, description=f"segment {image.name}")
+            try:
+                img = read_image(image, series=series)
+                res = segment(img, device=device, model=loaded, threads=n_threads)
+                stem = _stem(image)
+                write_image(res.seg, out / f"{stem}_seg.nii.gz", labels=True)
+                write_image(res.levels, out / f"{stem}_levels.nii.gz", labels=True)
+                for w in res.warnings:
+                    console.print(f"warning: {w}", highlight=False, markup=False)
+            except SpinemetricsError as exc:
+                failures.append(f"{image}: {exc}")
+                console.print(f"error: {image}: {exc}", highlight=False, markup=False)
+            progress.advance(task)
+    if failures:
+        fail(f"{len(failures)} of {len(images)} scan(s) failed; first: {failures[0]}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("segment")(segment_cmd)

@@ -1,0 +1,324 @@
+"""Inference: one image in, the 11-structure map and the level map out, on the input grid.
+
+Steps (see docs/model.md): the image is already RAS+ (``Image`` convention), so sagittal
+slices are ``array[i]``. Each slice is resampled in-plane to the model's 1 mm grid, the
+volume is normalised by percentiles, every slice is predicted with its two neighbours
+(about 3.5 mm away) as context channels, the class probabilities are interpolated back to
+the input's in-plane grid and arg-maxed, then small spurious parts are removed. Levels are
+named by :func:`spinemetrics.levels.derive_levels`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage as ndi
+
+from spinemetrics.errors import ImageGeometryError, InputError, ModelError
+from spinemetrics.image import Image
+from spinemetrics.labels import Structure
+from spinemetrics.segment.model import load_weights
+from spinemetrics.segment.synth import normalize_percentile
+
+__all__ = [
+    "SegmentationResult",
+    "segment",
+    "load_model",
+    "predict_probabilities",
+    "postprocess",
+    "DEFAULT_WEIGHTS",
+    "MIN_INPLANE_PX",
+    "MAX_VOXELS",
+]
+
+log = logging.getLogger(__name__)
+
+#: Shipped weights (fp16 state dict + config + training metadata).
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "unet2p5d.pt"
+#: Smaller in-plane images cannot hold a lumbar spine at any useful resolution.
+MIN_INPLANE_PX = 32
+#: Above this many voxels a single scan is refused (memory); crop or downsample first.
+MAX_VOXELS = 400_000_000
+_HUGE_VOXELS = 60_000_000
+
+# Smallest part kept per structure (mm³); fragments below are CNN noise.
+_MIN_PART_MM3 = {
+    Structure.vertebral_body: 400.0,
+    Structure.posterior_elements: 60.0,
+    Structure.sacrum: 1000.0,
+    Structure.intervertebral_disc: 150.0,
+    Structure.thecal_sac: 200.0,
+    Structure.spinal_cord: 100.0,
+    Structure.nerve_root: 10.0,
+    Structure.epidural_fat: 10.0,
+    Structure.ligamentum_flavum: 10.0,
+    Structure.paraspinal_muscle: 500.0,
+    Structure.vessel: 300.0,
+}
+# Structures that are one connected object in the lumbar field of view.
+_SINGLE_PART = (Structure.sacrum, Structure.thecal_sac)
+
+
+@dataclass
+class SegmentationResult:
+    """Output of :func:`segment`.
+
+    Attributes
+    ----------
+    seg : Image
+        Contract §2 label map (uint8) on the grid of the input image.
+    levels : Image
+        Contract §3 level map (uint16) on the same grid.
+    warnings : list of str
+        One line each: input problems, partial field of view, empty/uncertain output.
+    qc : dict
+        Level name → ``"ok"`` or reasons (from :func:`spinemetrics.levels.derive_levels`).
+    """
+
+    seg: Image
+    levels: Image
+    warnings: list[str] = field(default_factory=list)
+    qc: dict[str, str] = field(default_factory=dict)
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda``/``cuda:N``/``mps``/``cpu`` checked."""
+    device = str(device)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelError(f"--device {device} requested but no CUDA GPU is available; "
+                             "use --device cpu")
+    elif device == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ModelError("--device mps requested but Apple MPS is not available; use cpu")
+    elif device != "cpu":
+        raise ModelError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ModelError(f"invalid device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_model(path: str, device: str) -> tuple[torch.nn.Module, dict, dict]:
+    return load_weights(path, device=device)
+
+
+def load_model(
+    device: str = "auto", path: str | Path | None = None
+) -> tuple[torch.nn.Module, dict, dict]:
+    """Load the segmentation network once per process (cached).
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda"}
+    path : path, optional
+        Weight file; default the shipped :data:`DEFAULT_WEIGHTS`.
+
+    Returns
+    -------
+    (network, config, meta)
+    """
+    dev = _resolve_device(device)
+    return _cached_model(str(Path(path) if path else DEFAULT_WEIGHTS), str(dev))
+
+
+def _check_input(img: Image) -> list[str]:
+    warnings: list[str] = []
+    ny, nz = img.shape[1], img.shape[2]
+    name = Path(str(img.meta.get("source_path", "image"))).name
+    if min(ny, nz) < MIN_INPLANE_PX:
+        raise ImageGeometryError(
+            f"{name} has only {ny}x{nz} voxels in the sagittal plane (minimum "
+            f"{MIN_INPLANE_PX}); pass the full sagittal series, not a crop or a single line"
+        )
+    n = int(np.prod(img.shape))
+    if n > MAX_VOXELS:
+        raise InputError(
+            f"{name} has {n / 1e6:.0f} M voxels (limit {MAX_VOXELS / 1e6:.0f} M); crop it to the "
+            "lumbar spine or downsample it first"
+        )
+    if n > _HUGE_VOXELS:
+        warnings.append(f"{name} is very large ({n / 1e6:.0f} M voxels); segmentation will be slow")
+    if not np.isfinite(np.asarray(img.array, dtype=np.float32)).all():
+        raise InputError(f"{name} contains NaN or infinite intensities; fix or mask them first")
+    if np.ptp(np.asarray(img.array)) == 0:
+        raise InputError(f"{name} is constant (all voxels equal); it holds no image")
+    try:
+        from spinemetrics.io import check_mr_sagittal
+
+        warnings += check_mr_sagittal(img)
+    except ImportError:  # pragma: no cover - io is part of the package
+        pass
+    return warnings
+
+
+def _context_offset(spacing_x: float, context_mm: float) -> int:
+    return max(1, int(np.floor(context_mm / max(spacing_x, 1e-3) + 0.5)))
+
+
+def predict_probabilities(
+    img: Image,
+    net: torch.nn.Module,
+    config: dict[str, Any],
+    device: torch.device | str = "cpu",
+    batch_slices: int = 4,
+) -> np.ndarray:
+    """Class map on the input grid by slice-wise 2.5D prediction.
+
+    Returns the arg-max labels (uint8, shape of ``img``); probabilities are interpolated
+    back to the input in-plane grid before the arg-max, one slice batch at a time so memory
+    stays bounded by a few slices.
+    """
+    device = torch.device(device)
+    arr = torch.from_numpy(np.ascontiguousarray(img.array, dtype=np.float32))
+    nx, ny, nz = arr.shape
+    sx, sy, sz = img.spacing
+    res = float(config.get("inplane_spacing_mm", 1.0))
+    ty, tz = max(8, int(round(ny * sy / res))), max(8, int(round(nz * sz / res)))
+    # In-plane resampling of all slices (x acts as the batch axis).
+    vol = F.interpolate(arr[:, None], size=(ty, tz), mode="bilinear", align_corners=False,
+                        antialias=(ty < ny or tz < nz))[:, 0]
+    k = _context_offset(sx, float(config.get("context_spacing_mm", 3.5)))
+    if k > 1:  # thin slices: average over ~k slices, like the thick slices seen in training
+        vol = torch.from_numpy(ndi.uniform_filter1d(vol.numpy(), size=k, axis=0, mode="nearest"))
+    vol = normalize_percentile(vol)
+    n_ctx = int(config.get("in_channels", 3))
+    offs = (np.arange(n_ctx) - n_ctx // 2) * k
+    ph, pw = (-ty) % 16, (-tz) % 16
+    out = np.zeros((nx, ny, nz), dtype=np.uint8)
+    with torch.inference_mode():
+        for start in range(0, nx, batch_slices):
+            idx = np.arange(start, min(nx, start + batch_slices))
+            ch = np.clip(idx[:, None] + offs[None, :], 0, nx - 1)
+            x = vol[torch.from_numpy(ch)]  # (b, n_ctx, ty, tz)
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate").to(device)
+            logits = net(x)[:, :, :ty, :tz].float()
+            prob = logits.softmax(1)
+            prob = F.interpolate(prob, size=(ny, nz), mode="bilinear", align_corners=False)
+            out[idx] = prob.argmax(1).to(torch.uint8).cpu().numpy()
+    return out
+
+
+def postprocess(labels: np.ndarray, voxel_mm3: float) -> tuple[np.ndarray, list[str]]:
+    """Drop fragments below per-structure minimum sizes; keep one part of single-part structures.
+
+    Removed voxels become background. Returns the cleaned map and notes (one per change).
+    """
+    out = labels.copy()
+    notes: list[str] = []
+    for s, min_mm3 in _MIN_PART_MM3.items():
+        mask = out == int(s)
+        if not mask.any():
+            continue
+        cc, n = ndi.label(mask)
+        if n == 0:
+            continue
+        sizes = np.bincount(cc.ravel())[1:] * voxel_mm3
+        keep = sizes >= min_mm3
+        if s in _SINGLE_PART:
+            keep = sizes >= max(min_mm3, 0.2 * sizes.max())
+        drop = np.flatnonzero(~keep) + 1
+        if drop.size:
+            out[np.isin(cc, drop)] = 0
+            notes.append(f"{s.name}: removed {drop.size} fragment(s)")
+    return out, notes
+
+
+def segment(
+    image: Image,
+    *,
+    device: str = "auto",
+    model: str | Path | tuple | None = None,
+    threads: int | None = None,
+    derive_level_map: bool = True,
+) -> SegmentationResult:
+    """Segment the 11 lumbar structures of a sagittal MR image and name the levels.
+
+    Parameters
+    ----------
+    image : Image
+        Input MR image (RAS+ as returned by :func:`spinemetrics.io.read_image`; other
+        orientations are reoriented first).
+    device : {"auto", "cpu", "cuda"}
+    model : path or (network, config, meta), optional
+        Weight file or a loaded model; default the shipped weights.
+    threads : int, optional
+        Torch intra-op threads for this call (default: leave torch's setting).
+    derive_level_map : bool
+        Name vertebrae and discs (contract §3); if False ``levels`` is all zero.
+
+    Returns
+    -------
+    SegmentationResult
+        ``seg`` and ``levels`` on the input grid, and warnings (never silently empty).
+
+    Raises
+    ------
+    ImageGeometryError, InputError
+        Image too small, too large, constant or non-finite.
+    ModelError
+        Weights missing/corrupt or an unavailable device requested.
+    """
+    img = image if image.orientation == ("R", "A", "S") else image.to_canonical()
+    warnings = list(dict.fromkeys(list(img.meta.get("warnings", [])) + _check_input(img)))
+    if isinstance(model, tuple):
+        net, cfg, _ = model
+        dev = next(net.parameters()).device
+    else:
+        net, cfg, _ = load_model(device, model)
+        dev = _resolve_device(device)
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        labels = predict_probabilities(img, net, cfg, dev)
+    finally:
+        if threads:
+            torch.set_num_threads(old_threads)
+    labels, notes = postprocess(labels, img.voxel_volume_mm3)
+    for n in notes:
+        log.info(n)
+    name = Path(str(img.meta.get("source_path", "image"))).name
+    present = set(np.unique(labels).tolist())
+    if not present - {0}:
+        warnings.append(f"{name}: the segmentation is empty (no structure found); check that "
+                        "this is a sagittal lumbar MR image")
+    elif not present & {int(Structure.vertebral_body), int(Structure.sacrum)}:
+        warnings.append(f"{name}: no vertebral body or sacrum found; levels cannot be named — "
+                        "check that the lumbar spine is in the field of view")
+    seg = img.with_array(labels.astype(np.uint8), kind="seg")
+    seg.meta["warnings"] = warnings
+    levels_arr = np.zeros(img.shape, dtype=np.uint16)
+    qc: dict[str, str] = {}
+    if derive_level_map and present & {int(Structure.vertebral_body), int(Structure.sacrum)}:
+        from spinemetrics.levels import derive_levels
+
+        try:
+            lv = derive_levels(seg)
+            levels_arr = np.asarray(lv.levels.array).astype(np.uint16)
+            warnings += [w for w in lv.warnings if w not in warnings]
+            qc = dict(lv.qc)
+        except InputError as exc:
+            warnings.append(f"{name}: levels could not be named ({exc})")
+    levels = img.with_array(levels_arr, kind="levels")
+    levels.meta["warnings"] = warnings
+    return SegmentationResult(seg=seg, levels=levels, warnings=warnings, qc=qc)
+
+
+def available_threads() -> int:
+    """CPU cores this process may use (affinity-aware)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return max(1, os.cpu_count() or 1)

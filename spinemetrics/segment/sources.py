@@ -1,0 +1,455 @@
+"""Label-map sources for synthesis training: contract classes plus synthesis sub-labels.
+
+A :class:`LabelSource` is a 1 mm isotropic RAS+ volume of *sub-labels* (uint8) and a lookup
+table ``lut`` mapping each sub-label to a training class (0–11 of CONTRACT §2, or
+:data:`IGNORE` where the source does not know the truth). Sub-labels exist only to give the
+image synthesiser more tissue variety than the 12 classes (cortical rim vs marrow, annulus vs
+nucleus, background split into organ-like blobs); the network never sees them.
+
+Sub-label numbering (shared by all sources):
+
+* ``0``: outside the source's field of view (air or unknown tissue in the synthetic image);
+* ``10*c + k`` (``k`` 0–9) for contract class ``c`` = 1–11 (e.g. 10 cortical rim, 11 marrow);
+* ``200``–``239``: background tissue blobs / organs (class 0);
+* ``250``–``254``: tissue whose class is unknown in that source (class :data:`IGNORE`).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage as ndi
+
+from spinemetrics.atomic import atomic_path
+from spinemetrics.labels import Structure as S
+
+__all__ = [
+    "IGNORE",
+    "LabelSource",
+    "N_CLASSES",
+    "resample_nearest_iso",
+    "from_contract_seg",
+    "panoptica_sources",
+    "totalseg_sources",
+    "phantom_sources",
+    "default_sources",
+    "pair_sources",
+]
+
+log = logging.getLogger(__name__)
+
+#: Class id excluded from the loss (truth unknown in that source).
+IGNORE = 255
+#: Network output classes: background + the 11 structures.
+N_CLASSES = 12
+
+_BLOB0 = 200
+_UNKNOWN0 = 250
+
+
+@dataclass
+class LabelSource:
+    """One training label volume (1 mm isotropic, RAS+ axis order ``[x, y, z]``).
+
+    Parameters
+    ----------
+    sub : numpy.ndarray
+        uint8 sub-label volume.
+    lut : numpy.ndarray
+        ``(256,)`` uint8 map sub-label → class (0–11 or :data:`IGNORE`).
+    name : str
+        Where it comes from (for logs and the model card).
+    midline_x : float
+        Voxel x index of the spinal canal midline, so slabs can be drawn near it.
+    """
+
+    sub: np.ndarray
+    lut: np.ndarray
+    name: str
+    midline_x: float
+    image: np.ndarray | None = None  # real image on the same grid (fine-tuning pairs)
+
+    @property
+    def classes(self) -> np.ndarray:
+        return self.lut[self.sub]
+
+
+def base_lut() -> np.ndarray:
+    """LUT with the fixed part of the numbering (10*c+k → c, blobs → 0, unknown → IGNORE)."""
+    lut = np.zeros(256, dtype=np.uint8)
+    for c in range(1, N_CLASSES):
+        lut[10 * c : 10 * c + 10] = c
+    lut[_BLOB0:_UNKNOWN0] = 0
+    lut[_UNKNOWN0:255] = IGNORE
+    lut[255] = IGNORE
+    return lut
+
+
+def resample_nearest_iso(
+    array: np.ndarray, affine: np.ndarray, spacing_mm: float = 1.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reorient a label array to RAS+ and resample it to isotropic voxels (nearest neighbour).
+
+    Returns the new array and its affine.
+    """
+    img = nib.as_closest_canonical(nib.Nifti1Image(np.asarray(array), affine))
+    data = np.asanyarray(img.dataobj)
+    zooms = np.asarray(img.header.get_zooms()[:3], dtype=float)
+    new_shape = np.maximum(1, np.round(np.asarray(data.shape) * zooms / spacing_mm)).astype(int)
+    # Voxel-centre aligned nearest sampling, separably (cheap: pure indexing).
+    idx = [
+        np.clip(((np.arange(n) + 0.5) * spacing_mm / z).astype(int), 0, s - 1)
+        for n, z, s in zip(new_shape, zooms, data.shape, strict=False)
+    ]
+    out = data[np.ix_(*idx)]
+    aff = img.affine.copy()
+    aff[:3, :3] = img.affine[:3, :3] / zooms[None, :] * spacing_mm
+    aff[:3, 3] = img.affine[:3, 3] + img.affine[:3, :3] @ ((spacing_mm / zooms - 1) / 2)
+    return np.ascontiguousarray(out), aff
+
+
+def _shell(mask: np.ndarray, width_vox: int) -> np.ndarray:
+    """Voxels of ``mask`` within ``width_vox`` of its boundary."""
+    if width_vox <= 0 or not mask.any():
+        return np.zeros_like(mask)
+    inner = ndi.binary_erosion(mask, iterations=width_vox, border_value=1)
+    return mask & ~inner
+
+
+def _blobs(
+    shape: tuple[int, ...], n: int, rng: np.random.Generator, scale_vox: float
+) -> np.ndarray:
+    """Random organ-like partition of space into ``n`` smooth blobs (argmax of smooth noise).
+
+    Computed on a 3× coarser grid and repeated up (blob edges are blurred later anyway);
+    a full-resolution argmax of ``n`` interpolated fields costs minutes on big volumes.
+    """
+    f = 3
+    mid = tuple(max(2, -(-s // f)) for s in shape)
+    small = tuple(max(2, int(s / scale_vox)) for s in shape)
+    fields = rng.standard_normal((n, *small)).astype(np.float32)
+    zoom = [1] + [m / sm for m, sm in zip(mid, small, strict=False)]
+    lab = np.argmax(ndi.zoom(fields, zoom, order=1), axis=0).astype(np.uint8)
+    for ax in range(3):
+        lab = np.repeat(lab, f, axis=ax)
+    return np.ascontiguousarray(lab[tuple(slice(0, s) for s in shape)])
+
+
+def from_contract_seg(
+    seg: np.ndarray,
+    *,
+    name: str,
+    rng: np.random.Generator,
+    endplate: np.ndarray | None = None,
+    background_ignore_mm: float = 0.0,
+    known_classes: tuple[int, ...] = tuple(range(1, N_CLASSES)),
+    n_blobs: int = 8,
+) -> LabelSource:
+    """Turn a 1 mm contract-class map (0–11) into a sub-label source.
+
+    Adds cortical rims (bone), annulus/nucleus (disc), a fat-like rim of muscle, and splits
+    background into random blobs. ``background_ignore_mm`` > 0 marks background within that
+    distance of the spine as :data:`IGNORE`: used for sources that label only the spine, whose
+    "background" there really holds unlabelled muscle, fat, roots or ligament.
+    """
+    seg = np.asarray(seg).astype(np.uint8)
+    sub = np.zeros(seg.shape, dtype=np.uint8)
+    for c in range(1, N_CLASSES):
+        sub[seg == c] = 10 * c
+    # Bones: cortical rim (sub 0) vs marrow (sub 1); rim width 1–2 mm.
+    for c in (S.vertebral_body, S.posterior_elements, S.sacrum):
+        m = seg == c
+        inner = m & ~_shell(m, 1 if c == S.posterior_elements else 2)
+        sub[inner] = 10 * c + 1
+    if endplate is not None:
+        sub[endplate & (seg == S.vertebral_body)] = 10 * S.vertebral_body + 2
+    # Disc: nucleus = eroded core (~40 % of its thickness), annulus rim.
+    d = seg == S.intervertebral_disc
+    if d.any():
+        core = ndi.binary_erosion(d, iterations=2)
+        sub[core] = 41
+        sub[ndi.binary_erosion(d, iterations=3)] = 42
+    m = seg == S.paraspinal_muscle
+    if m.any():  # fatty-infiltration blobs inside muscle
+        fat = _blobs(seg.shape, 4, rng, 12.0) == 0
+        sub[m & fat] = 101
+    bg = seg == 0
+    blobs = _blobs(seg.shape, n_blobs, rng, 25.0)
+    sub[bg] = (_BLOB0 + blobs)[bg]
+    lut = base_lut()
+    for c in range(1, N_CLASSES):
+        if c not in known_classes:
+            lut[10 * c : 10 * c + 10] = IGNORE
+    if background_ignore_mm > 0:
+        spine = seg > 0
+        dist = ndi.distance_transform_edt(~spine)
+        near = bg & (dist <= background_ignore_mm)
+        sub[near] = _UNKNOWN0 + (blobs[near] % 4)
+    x = np.nonzero(np.isin(seg, (S.thecal_sac, S.spinal_cord, S.vertebral_body)))[0]
+    midline = float(np.median(x)) if x.size else seg.shape[0] / 2
+    return LabelSource(sub=sub, lut=lut, name=name, midline_x=midline)
+
+
+# --------------------------------------------------------------------------- panoptica
+# SPINEPS / TPTBox subregion ids (Hendrik-code/spineps README "Labels"; TPTBox
+# vert_constants.Location) → contract classes. 60/61 are swapped in panoptica's ref map
+# (shared/data/panoptica_lumbar_labels/SOURCE.md note 2), so the caller passes `swap_cord`.
+_SPINEPS = {41: 2, 42: 2, 43: 2, 44: 2, 45: 2, 46: 2, 47: 2, 48: 2, 49: 1, 50: 1, 62: 1,
+            26: 3, 100: 4, 60: 6, 61: 5}
+
+
+def _spineps_to_contract(arr: np.ndarray, swap_cord: bool) -> tuple[np.ndarray, np.ndarray]:
+    table = dict(_SPINEPS)
+    if swap_cord:
+        table[60], table[61] = 5, 6
+    lut = np.zeros(256, dtype=np.uint8)
+    for k, v in table.items():
+        lut[k] = v
+    return lut[arr.astype(np.uint8)], arr == 62
+
+
+def panoptica_sources(
+    data_dir: Path, rng: np.random.Generator, background_ignore_mm: float
+) -> list[LabelSource]:
+    """The two real SPINEPS-style lumbar maps (ref with the 60/61 swap undone, pred)."""
+    out = []
+    for fname, swap in (("ref.nii.gz", True), ("pred.nii.gz", False)):
+        path = Path(data_dir) / "panoptica_lumbar_labels" / "semantic" / fname
+        if not path.exists():
+            continue
+        img = nib.load(str(path))
+        arr, aff = resample_nearest_iso(np.asanyarray(img.dataobj), img.affine)
+        seg, endplate = _spineps_to_contract(arr, swap)
+        out.append(
+            from_contract_seg(
+                seg, name=f"panoptica/{fname}", rng=rng, endplate=endplate,
+                background_ignore_mm=background_ignore_mm,
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- TotalSegmentator
+# TotalSegmentator v2 `total` (CT) and `total_mr` class maps (wasserth/TotalSegmentator
+# totalsegmentator/map_to_binary.py, class_map["total"] / ["total_mr"]). Only background
+# anatomy, muscles and vessels are trusted; spine labels are coarse (whole vertebra, no
+# canal) so the spine and a 6 mm band around it become IGNORE.
+_TS_CT_SPINE = set(range(25, 51)) | {79}
+_TS_CT_MUSCLE = {86, 87, 88, 89}
+_TS_CT_VESSEL = {52, 63, 65, 66, 67, 68}
+_TS_MR_SPINE = {18, 19, 20, 21}
+_TS_MR_MUSCLE = {46, 47, 48, 49}
+_TS_MR_VESSEL = {23, 24, 26, 27, 28, 29}
+
+
+def _ts_source(arr: np.ndarray, spine: set, muscle: set, vessel: set, name: str) -> LabelSource:
+    arr = arr.astype(np.int32)
+    sub = np.zeros(arr.shape, dtype=np.uint8)
+    organs = [v for v in np.unique(arr) if v and v not in spine | muscle | vessel]
+    for i, v in enumerate(organs):  # each organ its own background tissue
+        sub[arr == v] = _BLOB0 + 8 + (i % 30)
+    sub[np.isin(arr, list(muscle))] = 100
+    sub[np.isin(arr, list(vessel))] = 110
+    body = ndi.binary_closing(arr > 0, iterations=3)
+    sub[(arr == 0) & body] = _BLOB0 + 1  # unlabelled soft tissue (fat, gut wall)
+    sp = np.isin(arr, list(spine))
+    band = ndi.binary_dilation(sp, iterations=6)
+    sub[band] = _UNKNOWN0
+    lut = base_lut()
+    x = np.nonzero(sp)[0]
+    return LabelSource(sub=sub, lut=lut, name=name,
+                       midline_x=float(np.median(x)) if x.size else arr.shape[0] / 2)
+
+
+def totalseg_sources(data_dir: Path) -> list[LabelSource]:
+    """Whole-abdomen TotalSegmentator maps as background anatomy (SynthSeg-style)."""
+    out = []
+    ct = Path(data_dir) / "totalseg_ct_abdomen" / "example_seg.nii.gz"
+    if ct.exists():
+        img = nib.load(str(ct))
+        arr, _ = resample_nearest_iso(np.asanyarray(img.dataobj), img.affine)
+        out.append(_ts_source(arr, _TS_CT_SPINE, _TS_CT_MUSCLE, _TS_CT_VESSEL, "totalseg_ct"))
+    mr = Path(data_dir) / "totalseg_mr_abdomen" / "example_seg_mr.nii.gz"
+    if mr.exists():
+        img = nib.load(str(mr))
+        arr, _ = resample_nearest_iso(np.asanyarray(img.dataobj), img.affine)
+        out.append(_ts_source(arr, _TS_MR_SPINE, _TS_MR_MUSCLE, _TS_MR_VESSEL, "totalseg_mr"))
+    return out
+
+
+# --------------------------------------------------------------------------- phantom
+def _phantom_sub(seg: np.ndarray, tissue: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Sub-labels from the phantom's own (class, tissue) pair (spinemetrics.phantom.tissues)."""
+    from spinemetrics.phantom import tissues as T
+
+    sub = np.zeros(seg.shape, dtype=np.uint8)
+    for c in range(1, N_CLASSES):  # fallback for unusual (class, tissue) combinations
+        sub[seg == c] = 10 * c + 5
+    table = {
+        (1, T.CORTEX): 10, (1, T.MARROW): 11,
+        (2, T.PE_BONE): 20, (2, T.PE_MARROW): 21, (2, T.CORTEX): 20,
+        (3, T.CORTEX): 30, (3, T.SACRAL_MARROW): 31,
+        (4, T.ANNULUS): 40, (4, T.NUCLEUS): 42, (4, T.NUCLEUS_DEGEN): 43,
+        (5, T.CSF): 50, (6, T.CORD): 60, (7, T.ROOT): 70, (8, T.EPIDURAL_FAT): 80,
+        (9, T.LF): 90, (10, T.MUSCLE): 100, (11, T.ARTERY): 110, (11, T.VEIN): 111,
+    }
+    for (c, t), v in table.items():
+        sub[(seg == c) & (tissue == t)] = v
+    bg = seg == 0
+    blobs = _blobs(seg.shape, 8, rng, 25.0)
+    for t in range(T.N_TISSUES):
+        m = bg & (tissue == t)
+        if not m.any():
+            continue
+        if t == T.AIR:
+            sub[m] = 0
+        elif t == T.SOFT:  # visceral / other soft tissue: organ-like random blobs
+            sub[m] = (_BLOB0 + 10 + blobs)[m]
+        else:
+            sub[m] = _BLOB0 + 20 + t
+    m = seg == S.paraspinal_muscle
+    fat = _blobs(seg.shape, 4, rng, 12.0) == 0
+    sub[m & fat & (sub == 100)] = 101
+    return sub
+
+
+def phantom_source(seed: int, cache_dir: Path | None = None) -> LabelSource:
+    """One random phantom (all 11 structures + surrounding tissue) as a label source.
+
+    Rendering takes ~30 s at 1 mm, so results are cached as ``phantom_<seed>.npz``.
+    """
+    cache = Path(cache_dir) / f"phantom_{seed}.npz" if cache_dir else None
+    if cache is not None and cache.exists():
+        z = np.load(cache)
+        return LabelSource(sub=z["sub"], lut=base_lut(), name=f"phantom/{seed}",
+                           midline_x=float(z["midline_x"]))
+    from spinemetrics.phantom import make_phantom, random_params
+
+    ph = make_phantom(random_params(seed), spacing=(1.0, 1.0, 1.0), with_image=False)
+    seg, _ = resample_nearest_iso(np.asarray(ph.seg.array), ph.seg.affine)
+    tissue, _ = resample_nearest_iso(np.asarray(ph.tissue.array), ph.tissue.affine)
+    sub = _phantom_sub(seg, tissue, np.random.default_rng(seed))
+    x = np.nonzero(np.isin(seg, (S.thecal_sac, S.spinal_cord)))[0]
+    midline = float(np.median(x)) if x.size else seg.shape[0] / 2
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cache) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, sub=sub, midline_x=midline)
+    return LabelSource(sub=sub, lut=base_lut(), name=f"phantom/{seed}", midline_x=midline)
+
+
+def phantom_sources(
+    seeds: list[int], cache_dir: Path | None = None, cached_only: bool = False
+) -> list[LabelSource]:
+    """Random analytic phantoms (all 11 structures) from :mod:`spinemetrics.phantom`.
+
+    ``cached_only`` skips seeds not yet rendered into ``cache_dir`` (lets training start
+    while a separate process renders the rest; see ``refresh`` in :func:`train`)."""
+    if cached_only and cache_dir is not None:
+        seeds = [s for s in seeds if (Path(cache_dir) / f"phantom_{s}.npz").exists()]
+    try:
+        import spinemetrics.phantom  # noqa: F401
+    except ImportError:
+        log.warning("spinemetrics.phantom not available; training without phantoms")
+        return []
+    return [phantom_source(s, cache_dir) for s in seeds]
+
+
+def _resample_linear_iso(img, spacing_mm: float = 1.0) -> np.ndarray:
+    from scipy.ndimage import zoom
+
+    return zoom(np.asarray(img.array, dtype=np.float32),
+                np.asarray(img.spacing) / spacing_mm, order=1).astype(np.float32)
+
+
+def pair_sources(
+    folder: Path, rng: np.random.Generator, label_source: str | None = None
+) -> list[LabelSource]:
+    """User image/label pairs for fine-tuning: ``X.nii.gz`` + ``X_seg.nii.gz`` (any format
+    :func:`spinemetrics.io.read_image` reads; ``_seg``/``_label``/``_labels``/``_msk`` suffix).
+
+    Label maps use contract ids, or a foreign convention converted by
+    :mod:`spinemetrics.convert` when ``label_source`` names it (e.g. ``"spineps"``).
+    """
+    from spinemetrics.errors import InputError
+    from spinemetrics.io import read_image, read_labels
+
+    folder = Path(folder)
+    suffixes = ("_seg", "_label", "_labels", "_msk")
+    out = []
+    for lab_path in sorted(folder.iterdir()):
+        name = lab_path.name
+        stem = name.split(".")[0]
+        suf = next((x for x in suffixes if stem.endswith(x)), None)
+        if suf is None:
+            continue
+        ext = name[len(stem):]
+        img_path = folder / (stem[: -len(suf)] + ext)
+        if not img_path.exists():
+            continue
+        img = read_image(img_path)
+        lab = read_labels(lab_path)
+        if label_source:
+            from spinemetrics.convert import convert_labels
+
+            lab = convert_labels(lab, label_source)
+        if lab.shape != img.shape:
+            raise InputError(f"label map {lab_path.name} is not on the grid of {img_path.name}; "
+                             "resample it onto the image first")
+        arr, _ = resample_nearest_iso(np.asarray(lab.array), lab.affine)
+        src = from_contract_seg(arr, name=f"pairs/{stem}", rng=rng)
+        im = _resample_linear_iso(img)
+        sl = tuple(slice(0, min(a, b)) for a, b in zip(im.shape, arr.shape, strict=False))
+        full = np.zeros(arr.shape, np.float32)
+        full[sl] = im[sl]
+        src.image = full
+        out.append(src)
+    if not out:
+        raise InputError(f"no image/label pairs found in {folder}; name them X.nii.gz and "
+                         "X_seg.nii.gz (or _label/_labels/_msk)")
+    return out
+
+
+def _cached(cache_dir: Path | None, key: str, build) -> list[LabelSource]:
+    if cache_dir is None:
+        return build()
+    path = Path(cache_dir) / f"{key}.npz"
+    if path.exists():
+        z = np.load(path, allow_pickle=False)
+        n = int(z["n"])
+        return [LabelSource(sub=z[f"sub{i}"], lut=z[f"lut{i}"], name=str(z[f"name{i}"]),
+                            midline_x=float(z[f"mid{i}"])) for i in range(n)]
+    out = build()
+    arrays = {"n": np.asarray(len(out))}
+    for i, src in enumerate(out):
+        arrays.update({f"sub{i}": src.sub, f"lut{i}": src.lut, f"name{i}": np.asarray(src.name),
+                       f"mid{i}": np.asarray(src.midline_x)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+    return out
+
+
+def default_sources(
+    data_dir: Path,
+    *,
+    phantom_seeds: list[int] | None = None,
+    seed: int = 0,
+    cache_dir: Path | None = None,
+    cached_only: bool = False,
+) -> list[LabelSource]:
+    """All built-in sources: phantoms (if available), panoptica, TotalSegmentator maps."""
+    rng = np.random.default_rng(seed)
+    ph = phantom_sources(phantom_seeds or [], cache_dir, cached_only)
+    # Tissue next to the real spine maps (muscle, fat, roots, ligament) is unlabelled there:
+    # mark it unknown rather than teach the network that it is background.
+    pan = _cached(cache_dir, f"panoptica_{seed}",
+                  lambda: panoptica_sources(data_dir, rng, background_ignore_mm=30.0))
+    ts = _cached(cache_dir, "totalseg", lambda: totalseg_sources(data_dir))
+    return ph + pan + ts

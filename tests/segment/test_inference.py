@@ -1,0 +1,147 @@
+"""Inference: packaged model, grids, warnings and errors, known-answer Dice on a phantom."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from spinemetrics.errors import ImageGeometryError, InputError, ModelError
+from spinemetrics.image import Image
+from spinemetrics.labels import Structure
+from spinemetrics.segment import DEFAULT_WEIGHTS, load_model, segment
+from spinemetrics.segment.inference import postprocess
+
+
+class _Constant(torch.nn.Module):
+    """Stub network that always predicts one class (for the empty-output path)."""
+
+    def __init__(self, cls: int = 0) -> None:
+        super().__init__()
+        self.cls = cls
+        self.p = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(x.shape[0], 12, *x.shape[2:])
+        out[:, self.cls] = 10.0
+        return out
+
+
+def _stub(cls: int = 0):
+    return (_Constant(cls), {"in_channels": 3, "inplane_spacing_mm": 1.0,
+                             "context_spacing_mm": 3.5}, {})
+
+
+def test_weights_ship_with_package_and_are_small():
+    assert DEFAULT_WEIGHTS.is_file()
+    assert DEFAULT_WEIGHTS.stat().st_size <= 16 * 1024 * 1024
+    net, cfg, meta = load_model("cpu")
+    assert cfg["out_channels"] == 12 and cfg["in_channels"] == 3
+    assert not net.training
+    assert meta["steps"] > 0
+    # Cached: a second call returns the very same object.
+    assert load_model("cpu")[0] is net
+
+
+def test_output_on_input_grid_any_orientation(phantom_t2):
+    img = phantom_t2.image
+    # Store the phantom as PIR (as DICOM-derived sagittal NIfTIs often are), then read it
+    # back the library way (to_canonical keeps the source grid for writing).
+    from spinemetrics.image import canonical_transform  # noqa: F401
+
+    ornt = __import__("nibabel").orientations
+    tr = ornt.ornt_transform(ornt.axcodes2ornt("RAS"), ornt.axcodes2ornt("PIR"))
+    arr = ornt.apply_orientation(img.array, tr)
+    aff = img.affine @ ornt.inv_ornt_aff(tr, img.shape)
+    pir = Image(arr, aff, meta={"source_path": "pir.nii.gz"})
+    canon = pir.to_canonical()
+    res = segment(canon, device="cpu")
+    assert res.seg.shape == canon.shape and np.allclose(res.seg.affine, canon.affine)
+    assert res.levels.shape == canon.shape
+    assert res.seg.array.dtype == np.uint8
+    back = res.seg.to_source()
+    assert back.shape == arr.shape and np.allclose(back.affine, aff)
+    # Same answer whether or not the caller reoriented first.
+    res2 = segment(pir, device="cpu")
+    assert np.array_equal(res2.seg.array, res.seg.array)
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    s = a.sum() + b.sum()
+    return float(2 * (a & b).sum() / s) if s else float("nan")
+
+
+def test_phantom_dice_above_modest_threshold(phantom_t2):
+    res = segment(phantom_t2.image, device="cpu")
+    pred, truth = res.seg.array, phantom_t2.seg.array
+    d_body = _dice(pred == Structure.vertebral_body, truth == Structure.vertebral_body)
+    d_disc = _dice(pred == Structure.intervertebral_disc, truth == Structure.intervertebral_disc)
+    d_sac = _dice(pred == Structure.thecal_sac, truth == Structure.thecal_sac)
+    assert d_body > 0.7, d_body
+    assert d_disc > 0.5, d_disc
+    assert d_sac > 0.5, d_sac
+    # Levels: at least L1..L5 named and the sacrum found.
+    ids = set(np.unique(res.levels.array).tolist())
+    assert {20, 21, 22, 23, 24, 26} <= ids, ids
+
+
+def test_tiny_image_is_refused():
+    img = Image(np.ones((5, 20, 200), np.float32), np.eye(4))
+    with pytest.raises(ImageGeometryError, match="sagittal plane"):
+        segment(img, model=_stub())
+
+
+def test_constant_and_nan_images_are_refused(ras_image):
+    with pytest.raises(InputError, match="constant"):
+        segment(ras_image.with_array(np.zeros(ras_image.shape, np.float32)), model=_stub())
+    bad = ras_image.array.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        segment(ras_image.with_array(bad), model=_stub())
+
+
+def test_empty_prediction_warns_never_silent(ras_image):
+    res = segment(ras_image, model=_stub(0))
+    assert not res.seg.array.any()
+    assert any("empty" in w for w in res.warnings)
+
+
+def test_ct_like_and_axial_inputs_warn():
+    rng = np.random.default_rng(1)
+    ct = rng.normal(40, 30, (10, 64, 64)).astype(np.float32)
+    ct[:, :10] = -1000  # air
+    ct[:, 30:34, 30:34] = 900  # bone
+    res = segment(Image(ct, np.diag([3.5, 1, 1, 1])), model=_stub(0))
+    assert any("CT" in w for w in res.warnings)
+    axial = Image(rng.normal(100, 10, (64, 64, 10)).astype(np.float32), np.diag([1, 1, 4.0, 1]))
+    res = segment(axial, model=_stub(0))
+    assert any("axial" in w for w in res.warnings)
+
+
+def test_unavailable_device_is_a_clear_error(ras_image):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ModelError, match="no CUDA GPU"):
+        load_model("cuda")
+    with pytest.raises(ModelError, match="unknown device"):
+        load_model("tpu")
+
+
+def test_missing_weights_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_model("cpu", tmp_path / "nope.pt")
+
+
+def test_postprocess_drops_fragments_known_sizes():
+    lab = np.zeros((20, 40, 40), np.uint8)
+    lab[2:12, 5:25, 5:25] = Structure.vertebral_body  # 4000 mm³ at 1 mm
+    lab[15:17, 30:32, 30:32] = Structure.vertebral_body  # 8 mm³ fragment
+    lab[2:18, 30:38, 2:10] = Structure.sacrum  # 1024 mm³
+    lab[18:20, 0:3, 0:3] = Structure.sacrum  # 18 mm³ second part
+    out, notes = postprocess(lab, 1.0)
+    assert (out == Structure.vertebral_body).sum() == 4000
+    assert (out == Structure.sacrum).sum() == 1024
+    assert len(notes) == 2
+    # At 0.1 mm³ voxels the 4000-voxel body is only 400 mm³ and still kept; 8 voxels are not.
+    out2, _ = postprocess(lab, 0.1)
+    assert (out2 == Structure.vertebral_body).sum() == 4000

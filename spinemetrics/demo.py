@@ -89,21 +89,14 @@ def _step(name: str, result: DemoResult, fn: Callable[[], Any],
 
 
 def _run_stats(table: Any, covariates: Any, out: Path) -> dict[str, Path]:
+    from spinemetrics.report import cohort_dashboard
     from spinemetrics.stats import run_stats
 
-    res = run_stats(table, covariates=covariates, out_dir=out)
-    paths: dict[str, Path] = {}
-    for key in ("correlations", "models", "dashboard"):
-        cand = out / (f"{key}.html" if key == "dashboard" else f"{key}.csv")
-        if cand.exists():
-            paths[key] = cand
-    if "dashboard" not in paths:
-        # run_stats may leave the dashboard to the report package (stats never imports report).
-        from spinemetrics.report import cohort_dashboard
-
-        dash = out / "dashboard.html"
-        cohort_dashboard(table, res, covariates=covariates, out_path=dash)
-        paths["dashboard"] = dash
+    result = run_stats(table, covariates=covariates, out_dir=out, threads=1)
+    dash = cohort_dashboard(result, out / "dashboard.html", table=table, covariates=covariates,
+                            title="spinemetrics demo: simulated cohort")
+    paths = {k: Path(v) for k, v in result.files.items() if k in ("correlations", "models")}
+    paths["dashboard"] = Path(dash)
     return paths
 
 

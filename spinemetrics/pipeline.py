@@ -348,6 +348,18 @@ def load_segmenter(spec: str | Callable[..., Any] | None) -> Callable[..., Any]:
                          "and PYTHONPATH") from exc
 
 
+def _cnn_model_info(device: str) -> dict[str, Any]:
+    """Name/version/hash of the shipped network (already loaded and cached by segment())."""
+    try:
+        from spinemetrics.segment import load_model
+
+        meta = load_model(device)[2]
+    except Exception:  # provenance must never fail a scan
+        return {"model": "spinemetrics CNN"}
+    keep = {k: v for k, v in dict(meta).items() if isinstance(v, (str, int, float, bool))}
+    return {"model": "spinemetrics CNN", **keep}
+
+
 def _call_segmenter(fn: Callable[..., Any], image: Image, device: str) -> Any:
     try:
         params = inspect.signature(fn).parameters
@@ -501,6 +513,8 @@ def analyze(
         segres = _normalise_segmentation(_call_segmenter(fn, image, device), image)
         warnings.extend(segres.warnings)
         model_info = segres.model or dict(getattr(fn, "model_info", {}) or {})
+        if not model_info and (segmenter is None or segmenter in ("cnn", "default", "auto")):
+            model_info = _cnn_model_info(device)
 
     levels = segres.levels
     if levels is None:

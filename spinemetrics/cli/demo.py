@@ -57,10 +57,10 @@ def demo_cmd(
     console.print("\nOpen these files in a browser (they work offline):")
     for key in ("index", "subject report", "cohort dashboard"):
         if key in result.outputs:
-            typer.echo(f"  {key:17s} {result.outputs[key]}")
+            typer.echo(f"  {key:20s} {result.outputs[key]}")
     for key, path in result.outputs.items():
         if key not in ("index", "subject report", "cohort dashboard"):
-            typer.echo(f"  {key:17s} {path}")
+            typer.echo(f"  {key:20s} {path}")
     failed = [s for s, v in result.status.items() if v == "failed"]
     if failed:
         fail(f"demo step(s) failed: {', '.join(failed)}; see the notes above")

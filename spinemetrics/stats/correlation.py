@@ -216,19 +216,25 @@ def _permuted_stats(
     # Per subject: the k² outer-product entries and the k values, one weight row of width w.
     weights = np.hstack([(r[:, :, None] * r[:, None, :]).reshape(n, k * k), r]).ravel()
     offs = np.arange(w)
-    pi = np.arange(n_perm)[:, None, None]
-    rows, cols = perms[:, :, None], perms[:, None, :]
     out = np.empty(n_permutations)
-    for b in range(n_permutations):
-        draw = rng.integers(0, n_perm, n)
-        g = np.bincount((draw[:, None] * w + offs).ravel(), weights, n_perm * w)
-        g = g.reshape(n_perm, w)
-        s2 = g[:, : k * k].reshape(n_perm, k, k)[pi, rows, cols].sum(axis=0) / n
-        s1 = g[:, k * k :][np.arange(n_perm)[:, None], perms].sum(axis=0) / n
-        cov = s2 - np.outer(s1, s1)
-        sd = np.sqrt(np.diag(cov))
-        c = cov / np.outer(sd, sd)
-        out[b] = c[adj].mean() - c[far].mean()
+    # Replicates in chunks: one bincount and one gather per chunk of ``chunk`` permutations.
+    chunk = max(1, min(64, 2_000_000 // max(n * w, 1)))
+    bidx = np.arange(chunk)[:, None, None, None]
+    pidx = np.arange(n_perm)[None, :, None, None]
+    rows, cols = perms[None, :, :, None], perms[None, :, None, :]
+    rows1 = perms[None, :, :]
+    for start in range(0, n_permutations, chunk):
+        nb = min(chunk, n_permutations - start)
+        draw = rng.integers(0, n_perm, (nb, n))
+        key = ((np.arange(nb)[:, None] * n_perm + draw)[:, :, None] * w + offs).ravel()
+        g = np.bincount(key, np.tile(weights, nb), nb * n_perm * w).reshape(nb, n_perm, w)
+        g2 = g[:, :, : k * k].reshape(nb, n_perm, k, k)
+        s2 = g2[bidx[:nb], pidx, rows, cols].sum(axis=1) / n
+        s1 = g[:, :, k * k :][np.arange(nb)[:, None, None], pidx[..., 0], rows1].sum(axis=1) / n
+        cov = s2 - s1[:, :, None] * s1[:, None, :]
+        sd = np.sqrt(np.einsum("bii->bi", cov))
+        c = cov / (sd[:, :, None] * sd[:, None, :])
+        out[start : start + nb] = c[:, adj].mean(axis=1) - c[:, far].mean(axis=1)
     return out
 
 

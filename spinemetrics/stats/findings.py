@@ -103,21 +103,22 @@ def binary_findings(
                 continue
             pos = np.where(sev < 0, np.nan, (sev >= lvl).astype(float))
             frames.append(
-                pd.DataFrame(
-                    {
-                        "subject": frame["subject"].to_numpy(),
-                        "level": frame["level"].to_numpy(),
-                        "side": frame["side"].to_numpy(),
-                        "finding": name,
-                        "measure": measure,
-                        "positive": pos,
-                    }
+                frame[["subject", "level", "side"]].assign(
+                    finding=_const(name, len(pos)),
+                    measure=_const(measure, len(pos)),
+                    positive=pos,
                 )
             )
     cols = ["subject", "level", "side", "finding", "measure", "positive"]
     if not frames:
         return pd.DataFrame(columns=cols)
     return pd.concat(frames, ignore_index=True)[cols]
+
+
+def _const(text: str, n: int) -> pd.Categorical:
+    # A one-category Categorical: no per-row string conversion (pandas would otherwise turn a
+    # constant column of 10⁵–10⁶ Python strings into Arrow strings).
+    return pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), categories=[text])
 
 
 def wilson_ci(k: np.ndarray, n: np.ndarray, conf: float = 0.95) -> tuple[np.ndarray, np.ndarray]:

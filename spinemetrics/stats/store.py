@@ -155,9 +155,10 @@ class CohortStore:
             df = con.sql(sql).df()
         finally:
             con.close()
+        # Plain object arrays: comparisons and to_numpy() on them cost nothing, unlike Arrow
+        # strings, and these columns are compared many times per measure.
         for col in ("level", "side"):
-            if df[col].dtype == object:
-                df[col] = df[col].astype(str)
+            df[col] = df[col].astype(object)
         return df
 
     def close(self) -> None:

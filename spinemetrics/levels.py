@@ -42,7 +42,7 @@ from scipy.spatial import cKDTree
 
 from spinemetrics.errors import LabelError
 from spinemetrics.image import Image
-from spinemetrics.labels import DISC_OFFSET, SACRUM_ID, Structure, level_name
+from spinemetrics.labels import DISC_OFFSET, SACRUM_ID, VERTEBRA_IDS, Structure, level_name
 
 __all__ = ["LevelResult", "derive_levels", "level_qc_from_map"]
 
@@ -80,10 +80,15 @@ def _world_points(idx: np.ndarray, affine: np.ndarray) -> np.ndarray:
     return idx @ affine[:3, :3].T + affine[:3, 3]
 
 
-def _touches_border(mask_idx: np.ndarray, shape: tuple[int, ...]) -> bool:
+def _touches_border(mask_idx: np.ndarray, shape: tuple[int, ...],
+                    spacing: tuple[float, ...] | None = None, margin_mm: float = 1.5) -> bool:
+    """Within ``margin_mm`` of the image edge (label maps are often cropped by a voxel or two
+    along fine axes; along thick-slice axes only the edge slice itself counts)."""
     lo = mask_idx.min(axis=0)
     hi = mask_idx.max(axis=0)
-    return bool(np.any(lo == 0) or np.any(hi == np.asarray(shape) - 1))
+    sp = np.ones(len(shape)) if spacing is None else np.asarray(spacing, dtype=float)
+    margin = np.floor(margin_mm / sp).astype(int)
+    return bool(np.any(lo <= margin) or np.any(hi >= np.asarray(shape) - 1 - margin))
 
 
 def _components(mask: np.ndarray, min_vox: float) -> tuple[list[np.ndarray], int]:
@@ -171,7 +176,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
                 "level map and segmentation are on different grids; pass the level map made "
                 "for this segmentation (or omit it to derive levels)"
             )
-        qc, warnings = level_qc_from_map(np.asarray(levels.array), arr)
+        qc, warnings = level_qc_from_map(np.asarray(levels.array), arr, seg.spacing)
         return LevelResult(levels=levels, warnings=warnings, qc=qc)
 
     affine = seg.affine
@@ -259,7 +264,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
         )
 
     vols = np.array([len(c) * vox_mm3 for c in comps])
-    partial = [_touches_border(c, arr.shape) for c in comps]
+    partial = [_touches_border(c, arr.shape, seg.spacing) for c in comps]
     for vid, p in zip(ids, partial, strict=False):
         reasons.setdefault(vid, set())
         if p:
@@ -329,7 +334,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
         out[tuple(dc.T)] = did
         disc_seen[did] = disc_seen.get(did, 0) + 1
         reasons.setdefault(did, set())
-        if _touches_border(dc, arr.shape):
+        if _touches_border(dc, arr.shape, seg.spacing):
             reasons[did].add("partial_fov")
     for did, n in disc_seen.items():
         if n > 1:
@@ -337,7 +342,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
             reasons[did].add("merged_split")
     if sacrum_idx is not None:
         reasons.setdefault(SACRUM_ID, set())
-        if _touches_border(sacrum_idx, arr.shape):
+        if _touches_border(sacrum_idx, arr.shape, seg.spacing):
             reasons[SACRUM_ID].add("partial_fov")
 
     global_reasons = set()
@@ -384,7 +389,9 @@ def _assign_posterior(out: np.ndarray, pe: np.ndarray, ids: list[int], affine: n
             sub_out[tuple(r_idx.T)] = sub_out[tuple(body_idx[nn].T)]
 
 
-def level_qc_from_map(levels: np.ndarray, seg: np.ndarray | None = None) -> tuple[dict, list]:
+def level_qc_from_map(
+    levels: np.ndarray, seg: np.ndarray | None = None, spacing: tuple[float, ...] | None = None
+) -> tuple[dict, list]:
     """Per-level qc and warnings for an existing level map.
 
     Parameters
@@ -392,7 +399,9 @@ def level_qc_from_map(levels: np.ndarray, seg: np.ndarray | None = None) -> tupl
     levels : numpy.ndarray
         Level map (contract §3 ids).
     seg : numpy.ndarray, optional
-        Matching semantic map (unused for now; reserved for consistency checks).
+        Matching semantic map: body volumes for the ``size_outlier`` check.
+    spacing : tuple of float, optional
+        Voxel size (mm) for the field-of-view margin.
 
     Returns
     -------
@@ -411,14 +420,33 @@ def level_qc_from_map(levels: np.ndarray, seg: np.ndarray | None = None) -> tupl
         warnings.append("no L5 above the sacrum: 4 lumbar vertebrae or a naming gap")
         global_reasons.add("lstv")
     qc: dict[str, str] = {}
-    objs = ndimage.find_objects(levels.astype(np.int32))
+    lev32 = levels.astype(np.int32, copy=False)
+    objs = ndimage.find_objects(lev32)
+    reasons: dict[int, set[str]] = {}
+    vols: dict[int, int] = {}
     for lid in present:
         sl = objs[lid - 1] if lid - 1 < len(objs) else None
         rs = set(global_reasons)
-        if sl is not None and any(
-            s.start == 0 or s.stop == n for s, n in zip(sl, levels.shape, strict=False)
-        ):
-            rs.add("partial_fov")
+        if sl is not None:
+            part = lev32[sl] == lid
+            if seg is not None:
+                sub_seg = seg[sl]
+                body = part & (sub_seg == Structure.vertebral_body)
+                if body.any():
+                    vols[lid] = int(body.sum())
+                    part = body if lid != SACRUM_ID else part
+            idx = np.argwhere(part) + np.array([s_.start for s_ in sl])
+            if len(idx) and _touches_border(idx, levels.shape, spacing):
+                rs.add("partial_fov")
+        reasons[lid] = rs
+    order = [v for v in VERTEBRA_IDS if v in vols and v != SACRUM_ID]
+    for i, v in enumerate(order):
+        neigh = [vols[order[j]] for j in (i - 1, i + 1) if 0 <= j < len(order)
+                 and "partial_fov" not in reasons[order[j]]]
+        if neigh and "partial_fov" not in reasons[v] and vols[v] < 0.5 * float(np.median(neigh)):
+            reasons[v].add("size_outlier")
+            warnings.append(f"{level_name(v)} body is less than half the size of its neighbours")
+    for lid, rs in reasons.items():
         try:
             name = level_name(lid)
         except Exception:  # unknown ids (e.g. SPINEPS endplates 2xx) are not levels

@@ -10,10 +10,11 @@ in-plane axes AP (level AP orthogonalised to the tangent) and LR.
   of the interpolated mask (connected part containing the centreline point).
 * ``dural_sac_ap_mm``: AP chord of the sac through the section centroid.
 * ``canal_ap_mm``: at a vertebra, from the posterior body wall to the anterior margin of the
-  posterior elements (spinolaminar junction) along the body's AP axis through its centre
-  (Verbiest-type bony measure); at a disc, along the section's AP axis through the centreline
-  point from the disc / body wall to the posterior elements (MEASURES §3.1: at disc level this
-  is a soft-tissue measure, keep separate).
+  posterior elements (spinolaminar junction) along the body's AP axis near its centre
+  (Verbiest-type bony measure, see :func:`bony_canal_ap`); at a disc, along the section's AP
+  axis through the centreline point from the disc / body wall to the ligamentum flavum or
+  posterior elements — NaN when the ligamentum flavum is not segmented (MEASURES §3.1: at disc
+  level this is a soft-tissue measure).
 """
 
 from __future__ import annotations
@@ -101,15 +102,27 @@ def section_area(model: SpineModel, key: str, sec: Section, half: float = 20.0,
 
 
 def bony_canal_ap(model: SpineModel, vid: int) -> float:
-    """Posterior body wall → anterior margin of the posterior elements, along the body's AP
-    axis through its centre (mid-sagittal), in mm."""
+    """Bony canal AP of vertebra ``vid`` (mm), mid-sagittal, Verbiest-type.
+
+    Rays along the body's AP axis at heights within ±30 % of the body height around its
+    centre: from the posterior body wall (found on each ray) to the first posterior-element
+    voxel. Interlaminar gaps let single rays run past the lamina, so the value is the median
+    of the rays within 1 mm of the shortest one.
+    """
     g = model.vertebra(vid)
-    if g is None or not np.isfinite(g.semi_ap):
+    if g is None or not np.isfinite(g.semi_ap) or g.superior is None or g.inferior is None:
         return float("nan")
     fr = g.frame
-    start = fr.point(g.centre_ap - g.semi_ap - 0.5, g.centre_lr)
-    t = model.exits("posterior_wall", np.atleast_2d(start), -fr.ap, 45.0, entering=True)[0]
-    return float(t + 0.5)
+    height = g.superior.height_along(fr.origin, fr.si) - g.inferior.height_along(fr.origin, fr.si)
+    offs = np.arange(-0.3 * height, 0.3 * height + 1e-6, 1.0)
+    axis_pts = fr.point(g.centre_ap, g.centre_lr, offs)
+    wall = model.exits(f"body:{vid}", axis_pts, -fr.ap, 60.0)
+    starts = axis_pts - (wall + 0.2)[:, None] * fr.ap
+    t = model.exits("posterior_wall", starts, -fr.ap, 40.0, entering=True) + 0.2
+    t = t[np.isfinite(t)]
+    if len(t) < 3:
+        return float("nan")
+    return float(np.median(t[t <= t.min() + 1.0]))
 
 
 def _sac_values(model: SpineModel, sec: Section) -> tuple[dict[str, float], set[str]]:
@@ -128,9 +141,13 @@ def _sac_values(model: SpineModel, sec: Section) -> tuple[dict[str, float], set[
 
 
 def _disc_canal_ap(model: SpineModel, sec: Section) -> float:
+    """Disc-level canal AP: disc/body wall to ligamentum flavum or posterior elements."""
+    if not model.has_structure("ligamentum_flavum"):
+        # Without the ligament the ray runs through the interlaminar window: no wall.
+        return float("nan")
     o = np.atleast_2d(sec.point)
     ant = model.exits("anterior_wall", o, sec.u, 40.0, entering=True)[0]
-    post = model.exits("posterior_wall", o, -sec.u, 40.0, entering=True)[0]
+    post = model.exits("posterior_wall_disc", o, -sec.u, 40.0, entering=True)[0]
     return float(ant + post)
 
 
@@ -149,5 +166,9 @@ def compute(model: SpineModel) -> list[Record]:
         vals["canal_ap_mm"] = (bony_canal_ap(model, lid) if kind == "vertebra"
                                else _disc_canal_ap(model, sec))
         for m in MEASURES:
-            recs.append(Record(sec.level, m, vals[m], qc=set(qc)))
+            q = set(qc)
+            if m == "canal_ap_mm" and kind == "disc" and not model.has_structure(
+                    "ligamentum_flavum"):
+                q.add("no_ligamentum_flavum")
+            recs.append(Record(sec.level, m, vals[m], qc=q))
     return recs

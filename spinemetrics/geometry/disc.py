@@ -108,6 +108,9 @@ def compute(model: SpineModel) -> list[Record]:
                     g.lower_plane.normal, g.frame.si, g.frame.ap
                 ) - tilt_deg(g.upper_plane.normal, g.frame.si, g.frame.ap)
         vol = float(len(model.voxels(f"disc:{did}")) * model.voxel_mm3)
+        if model.touches_border(f"disc:{did}"):
+            qc.add("partial_fov")
+            vol = float("nan")
         vals["disc_volume_mm3"] = float("nan") if "partial_fov" in qc else vol
         for m in MEASURES:
             recs.append(Record(name, m, vals.get(m, float("nan")), qc=set(qc)))

@@ -51,23 +51,30 @@ MEASURES: dict[str, MeasureInfo] = {
 STEP_MM = 0.2
 
 
-def pedicle_centres(model: SpineModel, vid: int) -> dict[str, np.ndarray]:
-    """World centres of the left and right pedicles of vertebra ``vid``."""
+def pedicle_centres(model: SpineModel, vid: int) -> dict[str, tuple[float, np.ndarray]]:
+    """Left and right pedicle centres of vertebra ``vid``.
+
+    Returns, per side, the signed LR offset (mm, vertebra frame) and the world point on the
+    body's axis at the pedicle's height (the foramen window is bounded at that height).
+    """
     cache = model.__dict__.setdefault("_pedicles", {})
     if vid in cache:
         return cache[vid]
     g = model.vertebra(vid)
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, tuple[float, np.ndarray]] = {}
     if g is not None and np.isfinite(g.semi_ap):
         pts = model.world(model.voxels(f"pe:{vid}"))
         if len(pts) >= 10:
             loc = g.frame.local(pts)
             wall = g.centre_ap - g.semi_ap
-            sel = (loc[:, 0] < wall + 0.5) & (loc[:, 0] > wall - 12.0)
+            # Just behind the posterior wall the pedicles are the only posterior-element
+            # bone (articular and transverse processes start further back).
+            sel = (loc[:, 0] < wall + 3.0) & (loc[:, 0] > wall - 3.0)
             for side, sgn in (("R", 1.0), ("L", -1.0)):
                 s = sel & (sgn * (loc[:, 1] - g.centre_lr) > 3.0)
                 if s.sum() >= 5:
-                    out[side] = pts[s].mean(axis=0)
+                    lr, si = float(loc[s, 1].mean()), float(loc[s, 2].mean())
+                    out[side] = (lr, g.frame.point(g.centre_ap, g.centre_lr, si))
     cache[vid] = out
     return out
 
@@ -82,17 +89,19 @@ def foramen_region(model: SpineModel, did: int, side: str):
     if pu is None:
         return None
     pl = pedicle_centres(model, g.lower).get(side) if g.lower != SACRUM_ID else None
-    xu = abs(float((pu - fr.origin) @ fr.lr))
-    xl = abs(float((pl - fr.origin) @ fr.lr)) if pl is not None else xu
+    vu = model.vertebra(g.upper)
+    vl = model.vertebra(g.lower) if pl is not None else None
+    # LR offsets in the vertebra frames (the frames differ from the disc's by a few degrees).
+    xu = abs(pu[0] - vu.centre_lr)
+    xl = abs(pl[0] - vl.centre_lr) if pl is not None else xu
     sgn = 1.0 if side == "R" else -1.0
     centre = fr.origin + sgn * 0.5 * (xu + xl) * fr.lr
-    q_top = float((pu - fr.origin) @ fr.si)
+    q_top = float((pu[1] - fr.origin) @ fr.si)
     if pl is not None:
-        q_bot = float((pl - fr.origin) @ fr.si)
+        q_bot = float((pl[1] - fr.origin) @ fr.si)
     else:
         tp, tm = model.chord(f"disc:{did}", fr.origin, fr.si, 30.0)
         q_bot = -0.5 * (tp + tm) - 12.0 if np.isfinite(tp + tm) else float("nan")
-    vu = model.vertebra(g.upper)
     c_up = bony_canal_ap(model, g.upper)
     tp_ap, _ = model.chord(f"disc:{did}", fr.origin, fr.ap, 60.0)
     if not np.all(np.isfinite([q_bot, c_up, tp_ap])) or q_top <= q_bot:
@@ -143,6 +152,9 @@ def compute(model: SpineModel) -> list[Record]:
                     vals = dict.fromkeys(MEASURES, float("nan"))
                 if through > 2.0:
                     qc = set(qc) | {"low_confidence"}
+                if not model.has_structure("ligamentum_flavum"):
+                    # Without the ligament the foramen is not closed posteriorly.
+                    qc = set(qc) | {"no_ligamentum_flavum"}
             for m in MEASURES:
                 recs.append(Record(name, m, vals[m], side, set(qc)))
     return recs

@@ -107,6 +107,7 @@ class SpineModel:
         if mode == "auto":
             mode = "linear"
         self.mode = mode
+        self._edge_margin = np.floor(1.5 / self.spacing)
         # σ = 0.6 voxel along the fine axes; none along thick-slice axes (> 1.5 × finest),
         # where linear interpolation already spreads the boundary over a whole slice.
         fine = self.spacing <= 1.5 * self.spacing.min()
@@ -146,6 +147,7 @@ class SpineModel:
         "solid": (1, 2, 3, 4, 9),
         "anterior_wall": (1, 3, 4),
         "posterior_wall": (2,),
+        "posterior_wall_disc": (2, 9),
     }
 
     def _crop(self, key: str) -> tuple[np.ndarray, tuple[int, int, int]]:
@@ -190,12 +192,13 @@ class SpineModel:
         return v - 1 < len(self._seg_objs) and self._seg_objs[v - 1] is not None
 
     def touches_border(self, key: str) -> bool:
-        """Whether mask ``key`` reaches the edge of the image (cut by the field of view)."""
+        """Whether mask ``key`` lies within 1.5 mm of the image edge (cut by the FOV)."""
         idx = self.voxels(key)
         if not len(idx):
             return False
-        top = np.asarray(self.seg.shape) - 1
-        return bool(np.any(idx.min(axis=0) == 0) or np.any(idx.max(axis=0) == top))
+        lo, hi = idx.min(axis=0), idx.max(axis=0)
+        top = np.asarray(self.seg.shape) - 1 - self._edge_margin
+        return bool(np.any(lo <= self._edge_margin) or np.any(hi >= top))
 
     def field(self, key: str) -> MaskField:
         if key not in self._fields:
@@ -273,6 +276,16 @@ class SpineModel:
         refined = tt[rows, np.maximum(j - 1, 0)] + frac * 0.05
         out = coarse.copy()
         out[np.nonzero(ok)[0][good]] = refined[good]
+        # A boundary met within 1.5 mm of the image edge may be the edge of the field of
+        # view, not anatomy: no value rather than a wrong one.
+        fin = np.isfinite(out)
+        if fin.any():
+            d = direction if direction.ndim == 1 else direction[fin]
+            hit = origins[fin] + out[fin][:, None] * d
+            ijk = fld.to_index(hit)
+            bad = np.any((ijk < self._edge_margin - 0.5)
+                         | (ijk > np.asarray(self.seg.shape) - 0.5 - self._edge_margin), axis=1)
+            out[np.nonzero(fin)[0][bad]] = np.nan
         return out
 
     def chord_patch(self, key: str, point: np.ndarray, direction: np.ndarray,

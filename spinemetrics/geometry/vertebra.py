@@ -76,6 +76,9 @@ def compute(model: SpineModel) -> list[Record]:
                 "vertebral_wedge_index": h["anterior"] / h["posterior"],
                 "vertebral_volume_mm3": model.body_volume_mm3(vid),
             }
+        if model.touches_border(f"body:{vid}"):
+            qc.add("partial_fov")
+            vals["vertebral_volume_mm3"] = float("nan")
         for m in MEASURES:
             recs.append(Record(name, m, vals[m], qc=set(qc)))
     return recs

@@ -26,15 +26,26 @@ def parse_args(description: str, name: str) -> argparse.Namespace:
     parser.add_argument("--smoke", action="store_true", help="reduced size for CI (seconds)")
     parser.add_argument("--out", type=Path, default=REPORTS / name, help="output folder")
     parser.add_argument("--seed", type=int, default=2024, help="random seed")
+    parser.add_argument("--plotlyjs", default="directory",
+                        help="'directory' (copy plotly.min.js next to the figures) or a "
+                        "relative URL of a shared plotly.min.js (used by make_reports.py)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     args.t0 = time.perf_counter()
+    _PLOTLYJS["mode"] = args.plotlyjs
     return args
 
 
-def save_figure(fig, path: Path) -> Path:
-    """Write a plotly figure as offline HTML sharing the folder's ``plotly.min.js``."""
-    fig.write_html(path, include_plotlyjs="directory", full_html=True)
+_PLOTLYJS = {"mode": "directory"}
+
+
+def save_figure(fig, path: Path, plotlyjs: str | None = None) -> Path:
+    """Write a plotly figure as offline HTML loading a local ``plotly.min.js``.
+
+    ``"directory"`` puts one copy of plotly.min.js in the figure's folder; a path ending in
+    ``.js`` (relative URL) makes the figure load that shared copy instead.
+    """
+    fig.write_html(path, include_plotlyjs=plotlyjs or _PLOTLYJS["mode"], full_html=True)
     return path
 
 

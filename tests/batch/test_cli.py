@@ -1,0 +1,57 @@
+"""`spinemetrics analyze` / `batch` / `demo` on the command line: exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from spinemetrics.cli import main
+
+
+def test_analyze_bad_file_is_one_line_exit_2(tmp_path, capsys):
+    bad = tmp_path / "broken.nii.gz"
+    bad.write_bytes(b"\x1f\x8b\x08not really gzip")
+    rc = main(["analyze", str(bad), "-o", str(tmp_path / "out"), "--segmenter", "sidecar"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].startswith("error: ") and "read failed" in err[-1]
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_analyze_rejects_ids_for_many_images_and_bad_sex(tmp_path, capsys):
+    a, b = tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"
+    rc = main(["analyze", str(a), str(b), "-o", str(tmp_path), "--subject", "x"])
+    assert rc == 2 and "single image" in capsys.readouterr().err
+    rc = main(["analyze", str(a), "-o", str(tmp_path), "--sex", "Q"])
+    assert rc == 2 and "--sex" in capsys.readouterr().err
+
+
+def test_batch_cli_runs_reports_and_resumes(batch_inputs, tmp_path, capsys):
+    out = tmp_path / "cli_out"
+    one = batch_inputs.root / "sub-02.nii.gz"
+    bad = batch_inputs.root / "ct_like.nii.gz"
+    args = ["batch", str(one), str(bad), "-o", str(out), "--workers", "0",
+            "--segmenter", batch_inputs.segmenter]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert str(out / "measurements.parquet") in captured.out
+    assert "1 analysed" in captured.err and "1 failed" in captured.err
+    errors = pd.read_csv(out / "errors.csv")
+    assert errors.subject.tolist() == ["ct_like"] and errors.stage.tolist() == ["check"]
+    scans = pd.read_csv(out / "scans.csv")
+    assert sorted(scans.status) == ["done", "failed"]
+    report = next((out / "scans" / "sub-02" / "sub-02").glob("*_report.html"))
+    assert report.stat().st_size > 10_000
+    assert main(args) == 0  # second run: nothing to redo
+    assert "1 already done" in capsys.readouterr().err
+
+
+def test_batch_cli_all_failed_exits_non_zero(batch_inputs, tmp_path, capsys):
+    rc = main(["batch", str(batch_inputs.root / "empty.nii.gz"), "-o", str(tmp_path),
+               "--workers", "0", "--no-report"])
+    assert rc == 2 and "every scan failed" in capsys.readouterr().err
+
+
+def test_every_verb_of_mine_has_help(capsys):
+    for verb in ("analyze", "batch", "demo"):
+        assert main([verb, "--help"]) == 0
+        assert "Usage" in capsys.readouterr().out

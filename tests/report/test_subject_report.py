@@ -152,3 +152,31 @@ def test_real_label_maps(shared_data, tmp_path):
     for name in ("T11-T12", "T12-L1", "L1-L2", "L4-L5", "L5-S1"):
         assert f"{name}" in text
     assert text.count('"role":"mri"') == 1 + 7  # sagittal + 7 disc views
+
+
+def test_without_level_map_discs_are_numbered(phantom, tmp_path):
+    image, seg, _, _ = phantom
+    tab = subject_table().drop(columns=["subject"])
+    out = subject_report(image, seg, None, tab, tmp_path / "sub-x_report.html", provenance=PROV)
+    text = out.read_text("utf-8")
+    assert "disc 1" in text and "disc 5" in text and "disc 6" not in text
+    assert '<b id="subject-id">sub-x_report</b>' in text  # id from the file name
+
+
+def test_empty_segmentation_still_reports(phantom, tmp_path):
+    image, seg, _, _ = phantom
+    empty = seg.with_array(np.zeros(seg.shape, np.uint8))
+    out = subject_report(image, empty, None, subject_table(), tmp_path / "e.html",
+                         provenance=PROV, warnings=["segmentation is empty"])
+    text = out.read_text("utf-8")
+    assert "No disc found in the segmentation" in text
+    assert text.count('"role":"overlay"') == 0 and text.count('"role":"mri"') == 1
+
+
+def test_bad_table_is_a_one_line_input_error(phantom, tmp_path):
+    from spinemetrics.errors import InputError
+
+    image, seg, lev, _ = phantom
+    with pytest.raises(InputError, match="lacks column"):
+        subject_report(image, seg, lev, pd.DataFrame({"level": ["L4"]}), tmp_path / "b.html",
+                       provenance=PROV)

@@ -89,7 +89,7 @@
       var n = c.reduce(function (a, b) { return a + b; }, 0);
       if (!n) { return; }
       var s = sumGroups(h.sum[i], sel);
-      x.push(lv); ns.push(n);
+      x.push(escText(lv)); ns.push(n);
       lo.push(histQuantile(h.edges, c, 0.05)); q1.push(histQuantile(h.edges, c, 0.25));
       med.push(histQuantile(h.edges, c, 0.5)); q3.push(histQuantile(h.edges, c, 0.75));
       hi.push(histQuantile(h.edges, c, 0.95)); mean.push(s / n);
@@ -98,7 +98,7 @@
         centres.push((h.edges[b] + h.edges[b + 1]) / 2); dens.push(100 * c[b] / n);
       }
       lines.push({ type: "scatter", mode: "lines", line: { shape: "spline", width: 2 }, x: centres, y: dens,
-        name: lv, hovertemplate: lv + ": %{y:.1f} % at %{x:.3g}<extra></extra>" });
+        name: escText(lv), hovertemplate: escText(lv) + ": %{y:.1f} % at %{x:.3g}<extra></extra>" });
     });
     if (!x.length) { emptyFig("dist", "No subject in the selected group"); emptyFig("dist-hist", ""); return; }
     var unit = info.unit ? " (" + info.unit + ")" : "";
@@ -132,7 +132,8 @@
       });
     });
     Plotly.react("corr", [{
-      type: "heatmap", z: m.rho, x: m.levels, y: m.levels, zmin: -1, zmax: 1, colorscale: "RdBu",
+      type: "heatmap", z: m.rho, x: m.levels.map(escText), y: m.levels.map(escText), zmin: -1, zmax: 1,
+      colorscale: "RdBu",
       reversescale: true, text: text, texttemplate: "%{text}", hovertemplate:
         "%{y} vs %{x}: rho %{z:.2f}<extra></extra>", colorbar: { title: { text: "rho" } }
     }], baseLayout("Spearman correlation between levels" + (side ? " (side " + escText(side) + ")" : "") +
@@ -157,7 +158,7 @@
       var n01 = sumGroups(p.n01, sel), n00 = sumGroups(p.n00, sel);
       var r = orCI(n11, n10, n01, n00);
       if (!r) { return; }
-      y.push(p.a + " | " + p.b); x.push(r[0]); lo.push(r[0] - r[1]); hi.push(r[2] - r[0]);
+      y.push(escText(p.a) + " | " + escText(p.b)); x.push(r[0]); lo.push(r[0] - r[1]); hi.push(r[2] - r[0]);
       txt.push("OR " + r[0].toFixed(2) + " (95% CI " + r[1].toFixed(2) + "–" + r[2].toFixed(2) + ")<br>" +
         "both " + n11 + ", upper only " + n10 + ", lower only " + n01 + ", neither " + n00);
     });
@@ -303,7 +304,7 @@
       z.push(row); text.push(trow);
     });
     Plotly.react("prev", [{
-      type: "heatmap", z: z, x: ages, y: f.levels, text: text, texttemplate: "%{text}", colorscale: SEV_SCALE,
+      type: "heatmap", z: z, x: ages, y: f.levels.map(escText), text: text, texttemplate: "%{text}", colorscale: SEV_SCALE,
       zmin: 0, hovertemplate: "%{y}, %{x}: %{z:.1f} %<extra></extra>", colorbar: { title: { text: "%" } }
     }], baseLayout("Prevalence of " + escText(f.label.toLowerCase()) + " by level and age group",
       { yaxis: { autorange: "reversed", type: "category" }, xaxis: { type: "category", title: { text: "age group" } },

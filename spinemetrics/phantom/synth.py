@@ -11,7 +11,8 @@ soft tissue / bowel 0.40  0.45  0.40
 kidney              0.35  0.55  0.60
 cortical bone       0.06  0.05  0.05
 vertebral marrow    0.60  0.45  0.18
-posterior el. bone  0.50  0.40  0.15
+posterior el. cortex 0.10 0.08  0.08
+posterior el. marrow 0.55 0.42  0.17
 annulus             0.30  0.25  0.30
 nucleus             0.35  0.85  0.80
 degenerated nucleus 0.30  0.30  0.30
@@ -21,7 +22,7 @@ nerve root          0.40  0.40  0.50
 epidural fat        0.90  0.75  0.08
 ligamentum flavum   0.35  0.30  0.35
 muscle              0.35  0.25  0.25
-artery / vein       0.10  0.15  0.20  (flow voids, sometimes bright)
+artery / vein       0.10  0.15  0.20  (flow voids; half the images: random 0.05–0.7)
 ==================  ====  ====  ====
 
 (qualitative conventions: T2 CSF and nucleus bright, annulus dark; fat bright on T1/T2, dark

@@ -520,8 +520,11 @@ def _make_client(workers: int, scheduler: str | None) -> tuple[Any, Any]:
 
     if scheduler:
         return Client(scheduler), None
+    # worker-saturation 1.0: a worker holds only the scans it is running, so a crash (out of
+    # memory) does not take queued scans down with it.
     with dask.config.set({"distributed.nanny.pre-spawn-environ": {
-            "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}}):
+            "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1},
+            "distributed.scheduler.worker-saturation": 1.0}):
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=":0", silence_logs=logging.ERROR)
     return Client(cluster), cluster
@@ -653,11 +656,21 @@ def _run_on_dask(pending: list[ScanInput], out_dir: Path, kwargs: dict[str, Any]
 
         futures = [submit() for _ in range(min(window, len(queue)))]
         ac = as_completed(futures)
+        retried: set[str] = set()
         for fut in ac:
             it = by_key.pop(fut.key)
             try:
                 res = fut.result()
-            except Exception as exc:  # KilledWorker: the scan crashed its worker repeatedly
+            except Exception as exc:  # KilledWorker: the worker died while holding this scan
+                ident = f"{it.subject}\0{it.scan}"
+                if type(exc).__name__ == "KilledWorker" and ident not in retried:
+                    # A dying worker takes every scan it held with it; give each one a second
+                    # chance so that only the scan that really kills workers is reported.
+                    retried.add(ident)
+                    queue.append(it)
+                    ac.add(submit())
+                    fut.release()
+                    continue
                 res = _record_failure(
                     {"subject": it.subject, "scan": it.scan, "path": str(it.path)},
                     scan_dir(out_dir, it.subject, it.scan),

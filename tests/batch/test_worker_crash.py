@@ -33,8 +33,8 @@ def test_worker_crash_is_recorded_and_others_finish(batch_inputs, tmp_path, monk
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
         summary = run_batch(items, tmp_path / "out", workers=1, report=False,
                             segmenter="crashing_seg_for_test:segment")
-    assert (summary.done, summary.failed) == (1, 1)
     errors = collect_errors(tmp_path / "out")
+    assert (summary.done, summary.failed) == (1, 1), errors.to_dict("records")
     assert errors.subject.tolist() == ["sub-02"] and errors.stage.tolist() == ["worker"]
     assert "worker died" in errors.reason.iloc[0]
     assert set(read_measurements(tmp_path / "out").subject) == {"sub-01"}

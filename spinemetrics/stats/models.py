@@ -94,9 +94,13 @@ def design_matrix(
     notes : list of str
         Dropped terms and why.
     """
+    notes: list[str] = []
+    empty = [t for t in terms if t in frame.columns and t != "level" and frame[t].isna().all()]
+    for t in empty:
+        notes.append(f"{t} dropped (no values)")
+    terms = [t for t in terms if t not in empty]
     cols = [outcome, "subject", *terms]
     df = frame[[c for c in cols if c in frame.columns]].dropna()
-    notes: list[str] = []
     names = ["Intercept"]
     blocks = [np.ones((len(df), 1))]
     for term in terms:
@@ -116,7 +120,7 @@ def design_matrix(
         else:
             col = pd.to_numeric(df[term], errors="coerce").to_numpy(dtype=float)
             name = term
-        if np.nanstd(col) == 0.0:
+        if col.size == 0 or np.nanstd(col) == 0.0:
             notes.append(f"{name} dropped (constant)")
             continue
         names.append(name)
@@ -252,7 +256,16 @@ def fit_finding_models(
             term = f"neighbour_{finding}"
             f = f.merge(nb.rename(columns={"neighbour": term}), on=["subject", "level"], how="left")
             terms.append(term)
+    # A level where the finding is never (or always) present has an infinite log-odds
+    # contrast (separation); such levels are left out of the logistic model, with a note.
+    by_level = f.groupby("level")["positive"].agg(["min", "max"])
+    flat = sorted(by_level.index[by_level["min"] == by_level["max"]])
+    pre_notes = []
+    if flat and len(flat) < len(by_level):
+        f = f[~f["level"].isin(flat)]
+        pre_notes.append(f"level(s) {', '.join(flat)} left out (finding constant there)")
     y, x, groups, names, notes = design_matrix(f, "positive", terms)
+    notes = pre_notes + notes
     measure = str(findings.loc[findings["finding"] == finding, "measure"].iloc[0])
     if y.size and (y.min() == y.max()):
         fit = Fit.failed(

@@ -531,6 +531,48 @@ def _make_client(workers: int, scheduler: str | None) -> tuple[Any, Any]:
 
 
 # ---------------------------------------------------------------------------- batch
+LOCK_NAME = ".batch.lock"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _output_lock(out_dir: Path):
+    """One batch at a time per output folder; a lock left by a killed run is taken over."""
+    import socket
+
+    lock = out_dir / LOCK_NAME
+    me = {"pid": os.getpid(), "host": socket.gethostname()}
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            other = _read_json(lock) or {}
+            same_host = other.get("host") == me["host"]
+            if same_host and isinstance(other.get("pid"), int) and not _pid_alive(other["pid"]):
+                lock.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            raise InputError(
+                f"another batch (pid {other.get('pid')} on {other.get('host')}) is writing to "
+                f"{out_dir}; wait for it or delete {lock} if it is no longer running"
+            ) from None
+        with os.fdopen(fd, "w") as fh:
+            json.dump(me, fh)
+        break
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 def run_batch(
     inputs: str | Path | Sequence[str | Path] | Sequence[ScanInput],
     out_dir: str | Path,
@@ -583,9 +625,22 @@ def run_batch(
     -------
     BatchSummary
     """
-    t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with _output_lock(out_dir):
+        return _run_batch_locked(inputs, out_dir, workers=workers, scheduler=scheduler,
+                                 report=report, device=device, segmenter=segmenter,
+                                 table_format=table_format, force=force, progress=progress,
+                                 on_start=on_start, max_in_flight=max_in_flight)
+
+
+def _run_batch_locked(
+    inputs: Any, out_dir: Path, *, workers: int | None, scheduler: str | None, report: bool,
+    device: str, segmenter: Any, table_format: str, force: bool,
+    progress: Callable[[BatchEvent], None] | None, on_start: Callable[[int], None] | None,
+    max_in_flight: int | None,
+) -> BatchSummary:
+    t0 = time.perf_counter()
     if inputs and isinstance(inputs, (list, tuple)) and all(isinstance(i, ScanInput)
                                                               for i in inputs):
         items, disc_errors = list(inputs), []

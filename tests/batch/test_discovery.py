@@ -90,3 +90,27 @@ def test_ids_become_safe_path_components(tmp_path):
     assert part_path(tmp_path, "001", "x").name == "x.parquet"
     # distinct ids never share a folder
     assert scan_dir(tmp_path, "a/b", "s") != scan_dir(tmp_path, "a_b", "s")
+
+
+def test_one_batch_per_output_folder_and_stale_locks_are_taken_over(tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from spinemetrics.batch import LOCK_NAME, run_batch
+
+    empty = tmp_path / "in"
+    empty.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    host = socket.gethostname()
+    (out / LOCK_NAME).write_text(json.dumps({"pid": os.getpid(), "host": host}))
+    with pytest.raises(InputError, match="another batch"):
+        run_batch(empty, out, workers=0)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (out / LOCK_NAME).write_text(json.dumps({"pid": int(dead), "host": host}))
+    summary = run_batch(empty, out, workers=0)  # stale lock of a finished process
+    assert summary.total == 0 and not (out / LOCK_NAME).exists()

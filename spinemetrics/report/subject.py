@@ -159,9 +159,13 @@ def _spine_diagram(findings: pd.DataFrame, levels_present: list[str]) -> Fig:
     order = lumbar_order(groups["vertebra"] + groups["disc"])
     worst: dict[str, int] = {}
     text: dict[str, list[str]] = {}
+    marks: dict[str, dict[str, int]] = {}  # level → short finding name → its own severity
     for r in findings.itertuples(index=False):
         worst[r.level] = max(worst.get(r.level, -1), int(r.severity))
         if r.severity >= 1:
+            short = str(r.label).split(" (")[0]
+            lv_marks = marks.setdefault(r.level, {})
+            lv_marks[short] = max(lv_marks.get(short, 0), int(r.severity))
             side = f" {r.side}" if getattr(r, "side", "") else ""
             unit = ""
             text.setdefault(r.level, []).append(
@@ -194,10 +198,13 @@ def _spine_diagram(findings: pd.DataFrame, levels_present: list[str]) -> Fig:
                       "xanchor": "right", "font": {"size": 11 if is_disc else 13,
                                                    "color": "#555" if is_disc else "#222"}})
         if sev >= 1:
-            msg = esc(_SEVERITY_MARK[sev] + " " + "; ".join(
-                dict.fromkeys(t.split(":")[0] for t in text.get(lv, []))))
+            # Short wording (label up to its bracket), one line per finding, each with its
+            # own severity mark (! moderate, !! severe); the colour is the level's worst.
+            ordered = sorted(marks.get(lv, {}).items(), key=lambda kv: -kv[1])
+            msg = "<br>".join(esc(_SEVERITY_MARK[k] + " " + n) for n, k in ordered)
             notes.append({"x": 4.2, "y": ys[lv], "text": msg, "showarrow": False,
-                          "xanchor": "left", "font": {"size": 12, "color": SEVERITY_COLORS[sev]}})
+                          "xanchor": "left", "align": "left",
+                          "font": {"size": 11.5, "color": SEVERITY_COLORS[sev]}})
     hover_t = []
     for lv in ys:
         lines = text.get(lv) or [("no finding" if worst.get(lv, -1) == 0 else
@@ -212,7 +219,7 @@ def _spine_diagram(findings: pd.DataFrame, levels_present: list[str]) -> Fig:
                      "name": name, "marker": {"symbol": "square", "size": 12,
                                               "color": SEVERITY_COLORS[sev]}})
     layout = {
-        "xaxis": {"visible": False, "range": [-0.6, 11.5], "fixedrange": True},
+        "xaxis": {"visible": False, "range": [-0.6, 14.5], "fixedrange": True},
         "yaxis": {"visible": False, "range": [-y - 0.2, 0.6], "fixedrange": True},
         "height": max(300, int(y * 17) + 60), "margin": {"l": 4, "r": 4, "t": 4, "b": 4},
         "plot_bgcolor": "#fff", "paper_bgcolor": "#fff", "dragmode": False,

@@ -124,15 +124,19 @@
     if (!c) { emptyFig("corr", "No correlation table for this measure (run spinemetrics stats)"); return; }
     var side = Object.keys(c)[0];
     var m = c[side];
+    // Blank diagonal (rho = 1 by definition) so the colours show the between-level values.
+    var z = m.rho.map(function (row, i) {
+      return row.map(function (r, j) { return i === j ? null : r; });
+    });
     var text = m.rho.map(function (row, i) {
       return row.map(function (r, j) {
-        if (r === null) { return ""; }
+        if (r === null || i === j) { return ""; }
         var q = m.q[i][j];
         return r.toFixed(2) + (q !== null && q < 0.05 && i !== j ? "*" : "");
       });
     });
     Plotly.react("corr", [{
-      type: "heatmap", z: m.rho, x: m.levels.map(escText), y: m.levels.map(escText), zmin: -1, zmax: 1,
+      type: "heatmap", z: z, x: m.levels.map(escText), y: m.levels.map(escText), zmin: -1, zmax: 1,
       colorscale: "RdBu",
       reversescale: true, text: text, texttemplate: "%{text}", hovertemplate:
         "%{y} vs %{x}: rho %{z:.2f}<extra></extra>", colorbar: { title: { text: "rho" } }

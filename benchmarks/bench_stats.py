@@ -141,9 +141,11 @@ def main() -> None:
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     info["seconds_wall_child"] = round(time.perf_counter() - t0, 1)
     info.update(json.loads(out.stdout.strip().splitlines()[-1]))
-    info["peak_rss_mb_child"] = round(
-        resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 0
-    )
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    info["peak_rss_mb_child"] = round(usage.ru_maxrss / 1024, 0)
+    # CPU seconds of the child: on a shared machine wall time depends on the other load,
+    # CPU time does not (DuckDB uses up to 2 threads, numpy 1 with OMP_NUM_THREADS=1).
+    info["cpu_seconds_child"] = round(usage.ru_utime + usage.ru_stime, 1)
     print(json.dumps(info))
 
 

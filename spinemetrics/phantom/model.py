@@ -309,6 +309,11 @@ class Anatomy:
     lo: np.ndarray | None = None
     hi: np.ndarray | None = None
 
+    def pedicle_u(self, v: str, side: str) -> float:
+        """Body-frame SI coordinate (mm) of the pedicle centre of vertebra ``v`` on a side."""
+        b = self.bodies[v]
+        return 0.18 * b.height_mm + self.params.pedicle_shift_mm.get(f"{v}:{side}", 0.0)
+
     def classify(self, x, y, z) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Semantic label, level id and tissue at arbitrary anatomical points (exact shapes)."""
         x, y, z = np.broadcast_arrays(
@@ -943,7 +948,7 @@ def _posterior_elements(an: Anatomy, v: str) -> list[Shape]:
         a_back = pw - C - 1.5
         se(
             "pedicle",
-            (sgn * xp, 0.5 * (a_front + a_back), 0.18 * Hm),
+            (sgn * xp, 0.5 * (a_front + a_back), an.pedicle_u(v, "R" if sgn > 0 else "L")),
             (wp / 2.0, 0.5 * (a_front - a_back), hp / 2.0),
             2.5,
         )
@@ -954,7 +959,17 @@ def _posterior_elements(an: Anatomy, v: str) -> list[Shape]:
             4.0,
             _rot_u(sgn * 12.0),
         )
-        se("sap", (sgn * (xp + 1.5), pw - 0.55 * C, Hm / 2.0 + 3.0), (4.5, 5.0, 8.0), 2.5)
+        # superior articular process: its anterior face lies ``facet_gap`` behind the lateral
+        # wall of the disc above (that gap is the foramen's AP width at disc level)
+        side = "R" if sgn > 0 else "L"
+        above = [d for d in p.discs if d.endswith(f"-{v}")]
+        gap = p.facet_gap_mm.get(f"{above[0]}:{side}", 8.0) if above else 8.0
+        a_wall = -(D / 2.0) * np.sqrt(max(0.05, 1.0 - (xp / (b.width_mm / 2.0)) ** 2))
+        # it reaches back past the lamina front so that, with the inferior articular process
+        # of the vertebra above, it closes the foramen posteriorly (no leak behind the facet)
+        a_f = a_wall - gap
+        a_b = min(a_f - 11.0, pw - C - 3.0)
+        se("sap", (sgn * xp, 0.5 * (a_f + a_b), Hm / 2.0 + 3.0), (6.5, 0.5 * (a_f - a_b), 8.5), 3.0)
         se("iap", (sgn * (xp - 1.0), pw - C - 1.0, -Hm / 2.0 - 3.0), (4.5, 5.0, 9.0), 2.5)
         se(
             "tp",
@@ -983,7 +998,11 @@ def _s1_articular(an: Anatomy) -> list[Shape]:
     xp = p.interpedicular_mm[low] / 2.0 + p.pedicle_width_mm[low] / 2.0
     out = []
     for sgn in (-1.0, 1.0):
-        c = s1.to_anat(sgn * (xp + 2.0), -s1.depth_mm / 2.0 - 0.55 * C, s1.height_mm / 2.0 + 1.0)
+        gap = p.facet_gap_mm.get(f"{p.discs[-1]}:{'R' if sgn > 0 else 'L'}", 8.0)
+        a_wall = -(s1.depth_mm / 2.0) * np.sqrt(max(0.05, 1.0 - (xp / (s1.width_mm / 2.0)) ** 2))
+        a_f = a_wall - gap
+        a_b = min(a_f - 11.0, -s1.depth_mm / 2.0 - C - 3.0)
+        c = s1.to_anat(sgn * xp, 0.5 * (a_f + a_b), s1.height_mm / 2.0 + 1.0)
         out.append(
             SuperEllipsoid(
                 Structure.sacrum,
@@ -991,8 +1010,8 @@ def _s1_articular(an: Anatomy) -> list[Shape]:
                 T.CORTEX,
                 c,
                 s1.axes,
-                [5.0, 5.5, 9.0],
-                2.5,
+                [6.5, 0.5 * (a_f - a_b), 9.0],
+                3.0,
                 core_tissue=T.SACRAL_MARROW,
                 shell_mm=1.2,
                 name="s1_sap",
@@ -1030,7 +1049,8 @@ def _roots(an: Anatomy) -> list[Shape]:
         for sgn in (-1.0, 1.0):
             p0 = an.canal.point(s0) + sgn * (float(rl) - 1.5) * X_AXIS
             wall = (b.depth_mm / 2.0) * np.sqrt(max(0.2, 1.0 - (xp / (b.width_mm / 2.0)) ** 2))
-            p1 = b.to_anat(sgn * xp, -wall - 3.5, 0.18 * b.height_mm - hp / 2.0 - 3.5)
+            u_ped = an.pedicle_u(v, "R" if sgn > 0 else "L")
+            p1 = b.to_anat(sgn * xp, -wall - 3.5, u_ped - hp / 2.0 - 3.5)
             p2 = b.to_anat(sgn * (xp + 28.0), -0.15 * b.depth_mm, -b.height_mm / 2.0 - 12.0)
             out.append(Capsule(Structure.nerve_root, 0, T.ROOT, p0, p1, 1.8, 3.0, "root"))
             out.append(Capsule(Structure.nerve_root, 0, T.ROOT, p1, p2, 3.0, 2.4, "root"))
@@ -1143,9 +1163,11 @@ def _muscles(an: Anatomy, y_canal) -> list[Shape]:
     ycu = y_canal(zu)
     nzu = len(zu)
 
-    def make(cols, sgn):
+    def make(cols, sgn, k):
         cx_t, cd_t, rx_t, ry_t = (tabu[:, c].copy() for c in cols)
         cd_t = cd_t + ycu  # absolute y of the centre
+        rx_t *= k  # left/right asymmetry of the muscle's size
+        ry_t *= k
 
         def f(x, y, z):
             fz = (z - zu[0]) * (1.0 / dz)
@@ -1165,14 +1187,14 @@ def _muscles(an: Anatomy, y_canal) -> list[Shape]:
 
         # covering capsules between anchor rows (+ slack for the curved canal)
         pieces = []
-        for k in range(len(zt) - 1):
-            za, zb = zt[k], zt[k + 1]
-            ra = max(tab[k, cols[2]], tab[k, cols[3]])
-            rb = max(tab[k + 1, cols[2]], tab[k + 1, cols[3]])
+        for j in range(len(zt) - 1):
+            za, zb = zt[j], zt[j + 1]
+            ra = k * max(tab[j, cols[2]], tab[j, cols[3]])
+            rb = k * max(tab[j + 1, cols[2]], tab[j + 1, cols[3]])
             if max(ra, rb) <= 0.5:
                 continue
-            pa = np.array([sgn * tab[k, cols[0]], y_canal(za) + tab[k, cols[1]], za])
-            pb = np.array([sgn * tab[k + 1, cols[0]], y_canal(zb) + tab[k + 1, cols[1]], zb])
+            pa = np.array([sgn * tab[j, cols[0]], y_canal(za) + tab[j, cols[1]], za])
+            pb = np.array([sgn * tab[j + 1, cols[0]], y_canal(zb) + tab[j + 1, cols[1]], zb])
             zz = np.linspace(za, zb, 9)
             lin = np.interp(zz, [za, zb], [y_canal(za), y_canal(zb)])
             sag = float(np.max(np.abs(y_canal(zz) - lin)))
@@ -1188,11 +1210,12 @@ def _muscles(an: Anatomy, y_canal) -> list[Shape]:
             ((5, 6, 7, 8), "erector"),
             ((9, 10, 11, 12), "ql"),
         ):
-            xmax = float(np.max(tab[:, cols[0]] + tab[:, cols[2]])) + 1.0
-            xmin = float(np.min(tab[:, cols[0]] - tab[:, cols[2]])) - 1.0
+            k = p.side_scale.get(f"{name}:{'R' if sgn > 0 else 'L'}", 1.0)
+            xmax = float(np.max(tab[:, cols[0]] + k * tab[:, cols[2]])) + 1.0
+            xmin = float(np.min(tab[:, cols[0]] - k * tab[:, cols[2]])) - 1.0
             lo = [min(sgn * xmin, sgn * xmax), ylo, zt[0]]
             hi = [max(sgn * xmin, sgn * xmax), yhi, zt[-1]]
-            f, pieces = make(cols, sgn)
+            f, pieces = make(cols, sgn, k)
             out.append(
                 FuncShape(Structure.paraspinal_muscle, 0, T.MUSCLE, lo, hi, f, name, pieces=pieces)
             )

@@ -104,6 +104,13 @@ class PhantomParams:
     anterior_depth_mm: float  # skin in front of the canal centreline
     aorta_radius_mm: float
     bifurcation_vertebra: str
+    #: left/right asymmetry: muscle size factors ("psoas:L", "erector:R", "ql:L", …) and
+    #: SI shifts of the pedicle centres ("L4:L", mm, cranial +); missing keys = 1.0 / 0.0
+    side_scale: dict[str, float] = field(default_factory=dict)
+    pedicle_shift_mm: dict[str, float] = field(default_factory=dict)
+    #: target AP gap between the lateral disc wall and the superior articular process of the
+    #: lower vertebra ("L4-L5:L"); the foraminal width truth is sampled, not this number
+    facet_gap_mm: dict[str, float] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -228,6 +235,19 @@ def random_params(seed: int = 0, lumbar_count: int = 5, top: str = "T12") -> Pha
         ):
             sten[str(dn)] = float(rng.uniform(0.3, 0.6))
 
+    # mild left/right asymmetry (drawn last so that the parameters above do not depend on it)
+    side_scale = {
+        f"{m}:{s}": float(rng.uniform(0.9, 1.1))
+        for m in ("psoas", "erector", "ql")
+        for s in ("L", "R")
+    }
+    ped_shift = {f"{v}:{s}": float(rng.uniform(-1.5, 1.5)) for v in verts for s in ("L", "R")}
+    facet_gap = {
+        f"{d}:{s}": float(rng.uniform(6.5, 10.5)) - (1.5 if degen[d] else 0.0)
+        for d in discs
+        for s in ("L", "R")
+    }
+
     return PhantomParams(
         seed=int(seed),
         subject=f"phantom{seed:04d}",
@@ -268,4 +288,7 @@ def random_params(seed: int = 0, lumbar_count: int = 5, top: str = "T12") -> Pha
         anterior_depth_mm=float(rng.uniform(150.0, 220.0)),
         aorta_radius_mm=float(rng.uniform(8.0, 11.0)),
         bifurcation_vertebra="L4" if "L4" in verts else verts[-1],
+        side_scale=side_scale,
+        pedicle_shift_mm=ped_shift,
+        facet_gap_mm=facet_gap,
     )

@@ -85,11 +85,11 @@ def foramen(an: Anatomy, dname: str, side: str, step: float = 0.1) -> dict[str, 
     origin = d.centre + sgn * xf * X_AXIS
     ea, eu = d.a, d.u
     # window limits in disc coordinates
-    ped_u = up.to_anat(0, 0, 0.18 * up.height_mm)
+    ped_u = up.to_anat(0, 0, an.pedicle_u(d.upper, side))
     q_top = float((ped_u - d.centre) @ eu)
     if d.lower in an.bodies:
         lo_b = an.bodies[d.lower]
-        q_bot = float((lo_b.to_anat(0, 0, 0.18 * lo_b.height_mm) - d.centre) @ eu)
+        q_bot = float((lo_b.to_anat(0, 0, an.pedicle_u(d.lower, side)) - d.centre) @ eu)
     else:
         q_bot = -d.height_at(0.0) / 2.0 - 12.0
     C = p.canal_ap_mm[d.upper]

@@ -38,6 +38,8 @@ def _read(path: Path) -> pd.DataFrame:
     """Read a measurement/covariates/statistics table (empty strings stay empty, not NaN)."""
     from spinemetrics.io import read_table
 
+    if Path(path).is_dir():  # a cohort store: folder of Parquet files (as `stats` accepts)
+        return pd.read_parquet(path)
     return read_table(path)
 
 

@@ -163,3 +163,25 @@ def test_dashboard_needs_some_input(tmp_path):
 
     with pytest.raises(InputError, match="nothing to show"):
         cohort_dashboard({}, tmp_path / "d.html")
+
+
+def test_dashboard_reads_the_stats_engine_outputs(tmp_path):
+    """Contract §6 files written by `run_stats` feed the dashboard unchanged."""
+    from spinemetrics.stats.run import run_stats
+    from spinemetrics.stats.simulate import simulate_cohort
+
+    tab, cov, _ = simulate_cohort(300, seed=3, measures=["dural_sac_area_mm2"])
+    run_stats(tab, cov, tmp_path / "st", n_permutations=0, methods=("gee_exchangeable",),
+              reference_norms=None)
+    out = cohort_dashboard(tmp_path / "st", tmp_path / "d.html", table=tab, covariates=cov)
+    text = out.read_text("utf-8")
+    data = text[text.index("var SM_DATA=") + len("var SM_DATA="):]
+    data = json.loads(data[:data.index(";</script>")].replace("<\\/", "</"))
+    corr = pd.read_csv(tmp_path / "st" / "correlations.csv")
+    row = corr[(corr["measure"] == "dural_sac_area_mm2") & (corr["level_a"] == "L3-L4")
+               & (corr["level_b"] == "L4-L5")].iloc[0]
+    m = next(iter(data["corr"]["dural_sac_area_mm2"].values()))
+    i, j = m["levels"].index("L3-L4"), m["levels"].index("L4-L5")
+    assert m["rho"][i][j] == pytest.approx(row["rho"]) and m["rho"][j][i] == m["rho"][i][j]
+    terms = {r["term"] for r in data["models"] if r["measure"] == "dural_sac_area_mm2"}
+    assert "age" in terms

@@ -27,7 +27,7 @@ from scipy import ndimage
 from spinemetrics.geometry._table import MeasureInfo, Record
 from spinemetrics.geometry.disc import disc_level_name
 from spinemetrics.geometry.frame import orthogonalise, unit
-from spinemetrics.geometry.model import SpineModel
+from spinemetrics.geometry.model import SpineModel, patch_offsets, trimmed_mean
 from spinemetrics.geometry.sampling import plane_grid
 from spinemetrics.labels import vertebra_name
 
@@ -135,7 +135,9 @@ def _sac_values(model: SpineModel, sec: Section) -> tuple[dict[str, float], set[
     if m.any() and not partial:
         iu, iv = np.nonzero(m)
         c = sec.point + uu[iu].mean() * sec.u + vv[iv].mean() * sec.v
-        tp, tm = model.chord("sac", c, sec.u, 40.0)
+        # Parallel rays ±0.5 mm (LR and along the centreline) average the voxel staircase.
+        tp, tm = model.chord_patch("sac", c, sec.u, patch_offsets(sec.v, sec.tangent, 0.5, 0.5,
+                                                                  3), 40.0)
         ap = tp + tm
     return {"dural_sac_area_mm2": area, "dural_sac_ap_mm": ap}, qc
 
@@ -145,10 +147,12 @@ def _disc_canal_ap(model: SpineModel, sec: Section) -> float:
     if not model.has_structure("ligamentum_flavum"):
         # Without the ligament the ray runs through the interlaminar window: no wall.
         return float("nan")
-    o = np.atleast_2d(sec.point)
-    ant = model.exits("anterior_wall", o, sec.u, 40.0, entering=True)[0]
-    post = model.exits("posterior_wall_disc", o, -sec.u, 40.0, entering=True)[0]
-    return float(ant + post)
+    # 25 parallel rays (±1 mm LR and along the centreline): the ligamenta flava of the two
+    # sides meet near the mid-line, where a single ray is unstable.
+    o = sec.point + patch_offsets(sec.v, sec.tangent, 1.0, 1.0, 5)
+    ant = model.exits("anterior_wall", o, sec.u, 40.0, entering=True)
+    post = model.exits("posterior_wall_disc", o, -sec.u, 40.0, entering=True)
+    return trimmed_mean(ant + post)
 
 
 def compute(model: SpineModel) -> list[Record]:

@@ -17,6 +17,9 @@ from 3 mm in front of the disc to 1.5 mm behind the anterior face of the upper l
 * ``foraminal_width_mm``: AP extent of the region on the disc mid-row.
 * ``foraminal_area_mm2``: area of the region.
 
+If the region reaches the window's upper or lower edge (which runs through the pedicle
+centres), the plane has missed a pedicle and the foramen is open: NaN, qc ``foramen_open``.
+
 This is the definition of the phantom's truth (``spinemetrics.phantom.truth.foramen``), so the
 validation compares like with like. On 3–4 mm sagittal stacks the plane's position is known to
 about one slice, hence qc ``low_confidence`` there (MEASURES §0b).
@@ -121,7 +124,12 @@ def foramen_region(model: SpineModel, did: int, side: str):
         return None
     seed = (int(cols.max()), row)
     lab, _ = ndimage.label(free)
-    return lab == lab[seed], aa, ss, row, qc
+    region = lab == lab[seed]
+    if region[:, 0].any() or region[:, -1].any():
+        # The window's SI edges run through the pedicle centres: reaching them means the
+        # plane missed a pedicle (thick slices, unusual anatomy) and the foramen is open.
+        qc.add("foramen_open")
+    return region, aa, ss, row, qc
 
 
 def compute(model: SpineModel) -> list[Record]:
@@ -148,7 +156,7 @@ def compute(model: SpineModel) -> list[Record]:
                     "foraminal_width_mm": float((r.max() - r.min() + 1) * STEP_MM),
                     "foraminal_area_mm2": float(reg.sum() * STEP_MM**2),
                 }
-                if "partial_fov" in qc:
+                if "partial_fov" in qc or "foramen_open" in qc:
                     vals = dict.fromkeys(MEASURES, float("nan"))
                 if through > 2.0:
                     qc = set(qc) | {"low_confidence"}

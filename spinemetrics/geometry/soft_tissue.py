@@ -103,6 +103,9 @@ def compute(model: SpineModel) -> list[Record]:
                 fat, _, _, _, partial = section_area(model, "epidural_fat", sec, half=25.0,
                                                      connected=False)
                 fat_qc = {"partial_fov"} if partial else set()
+                if float(np.max(model.spacing)) > 2.0:
+                    # A thin layer across 3–4 mm slices: area known to ~±15 % only.
+                    fat_qc.add("low_confidence")
                 if partial:
                     fat = float("nan")
             else:

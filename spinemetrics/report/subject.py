@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -310,6 +311,18 @@ def _rules_html() -> str:
             f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
+#: Provenance keys that look like DICOM patient/study identifiers are never shown.
+_IDENTIFYING = re.compile(r"patient|birth|accession|institution|physician|operator|"
+                          r"referring|studyid|otherpatient|address|telephone", re.I)
+
+
+def _safe_provenance(prov: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Drop identifying keys (privacy rule: no DICOM patient identifiers in reports)."""
+    kept = {k: v for k, v in prov.items() if not _IDENTIFYING.search(str(k))}
+    dropped = [str(k) for k in prov if k not in kept]
+    return kept, dropped
+
+
 def _provenance_html(prov: dict[str, Any]) -> str:
     rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in prov.items())
     return f"<table class=\"prov\"><tbody>{rows}</tbody></table>"
@@ -413,6 +426,10 @@ def subject_report(
                             panel_px=230) if axial_views else None)
 
     spine_fig = _spine_diagram(findings, tab["level"].unique().tolist())
+
+    provenance, dropped = _safe_provenance(dict(provenance))
+    if dropped:
+        log.warning("provenance fields not shown (patient identifiers): %s", ", ".join(dropped))
 
     # --- qc
     qc_rows = tab[(tab["qc"] != "ok") & (tab["qc"] != "")]

@@ -194,3 +194,20 @@ def test_dashboard_highlight_and_xss(dashboard_page):
     assert s.page.inner_text("#highlight-status") == "shown as a star"
     assert s.dialogs == []
     assert s.errors == []
+
+
+def test_dashboard_finding_and_level_selectors(dashboard_page):
+    s = dashboard_page
+    s.page.select_option("#f-sex", "all")
+    s.page.select_option("#f-age", "all")
+    s.page.select_option("#f-measure", "dural_sac_area_mm2")
+    s.page.select_option("#f-finding", "foraminal_narrowing")
+    s.page.wait_for_timeout(300)
+    title = s.page.evaluate("document.getElementById('prev').layout.title.text")
+    assert "foraminal narrowing" in title
+    assert "foraminal_height_mm" in s.page.inner_text("#finding-def")
+    s.page.select_option("#f-level", "L1-L2")
+    s.page.wait_for_timeout(300)
+    title = s.page.evaluate("document.getElementById('centile').layout.title.text")
+    assert "L1-L2" in title
+    assert s.errors == []

@@ -185,3 +185,10 @@ def test_dashboard_reads_the_stats_engine_outputs(tmp_path):
     assert m["rho"][i][j] == pytest.approx(row["rho"]) and m["rho"][j][i] == m["rho"][i][j]
     terms = {r["term"] for r in data["models"] if r["measure"] == "dural_sac_area_mm2"}
     assert "age" in terms
+
+
+def test_sample_cap_zero_embeds_no_subject(tmp_path):
+    tab, cov = make_cohort(150)
+    out = cohort_dashboard({}, tmp_path / "d.html", table=tab, covariates=cov, sample_cap=0)
+    text = out.read_text("utf-8")
+    assert "s0001" not in text and "s0149" not in text

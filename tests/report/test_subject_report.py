@@ -180,3 +180,22 @@ def test_bad_table_is_a_one_line_input_error(phantom, tmp_path):
     with pytest.raises(InputError, match="lacks column"):
         subject_report(image, seg, lev, pd.DataFrame({"level": ["L4"]}), tmp_path / "b.html",
                        provenance=PROV)
+
+
+def test_patient_identifiers_in_provenance_are_dropped(phantom, tmp_path):
+    image, seg, lev, _ = phantom
+    prov = {**PROV, "PatientName": "DOE^JANE", "patient_birth_date": "19500101",
+            "AccessionNumber": "A123", "input_name": "scan.nii.gz"}
+    text = subject_report(image, seg, lev, subject_table(), tmp_path / "p.html",
+                          provenance=prov).read_text("utf-8")
+    for secret in ("DOE^JANE", "19500101", "A123"):
+        assert secret not in text
+    assert "scan.nii.gz" in text
+
+
+def test_export_static_rejects_unknown_format(tmp_path):
+    from spinemetrics.errors import InputError
+    from spinemetrics.report import export_static
+
+    with pytest.raises(InputError, match="cannot export"):
+        export_static({"data": []}, tmp_path / "fig.bmp")

@@ -210,6 +210,7 @@ def zscore_table_html(zscores: pd.DataFrame, threshold: float = 1.96) -> str:
     z["_o"] = z["lvname"].map(lambda lv: order.get(lv, 999))
     z = z.sort_values(["_o", "measure", "side"])
     rows = []
+    flagged = []
     n_flag = 0
     for r in z.itertuples(index=False):
         zv = float(getattr(r, zcol)) if pd.notna(getattr(r, zcol)) else float("nan")
@@ -225,17 +226,26 @@ def zscore_table_html(zscores: pd.DataFrame, threshold: float = 1.96) -> str:
         val = getattr(r, "value", float("nan"))
         unit = UNIT_TEXT.get(str(getattr(r, "unit", "")), "")
         val_text = _fmt_value(float(val), str(getattr(r, "unit", ""))) if pd.notna(val) else "—"
-        rows.append(
+        row = (
             f"<tr{cls}><td>{esc(r.lvname)}</td><td>{esc(measure_title(str(r.measure)))}"
             f"{esc(' (' + r.side + ')' if r.side else '')}</td>"
             f"<td>{esc(val_text)} {esc(unit)}</td>"
             f"<td>{esc(f'{zv:+.2f}' if math.isfinite(zv) else '—')}</td>"
             f"<td>{esc(f'{cv:.0f}' if math.isfinite(cv) else '—')}</td><td>{esc(flag)}</td></tr>"
         )
-    summary = (f"<p>{n_flag} value(s) outside the normal range (|z| ≥ {threshold:g}, i.e. "
-               "below the 2.5th or above the 97.5th centile of the reference group).</p>")
-    return summary + (
-        "<div class=\"tablewrap\"><table class=\"zscores\"><thead><tr><th>Level</th>"
-        "<th>Measure</th><th>Value</th><th>z-score</th><th>Centile</th><th>Flag</th></tr>"
-        f"</thead><tbody>{''.join(rows)}</tbody></table></div>"
-    )
+        rows.append(row)
+        if cls:
+            flagged.append(row)
+
+    def table(body: list[str], cls: str) -> str:
+        return ("<div class=\"tablewrap\"><table class=\"zscores " + cls + "\"><thead><tr>"
+                "<th>Level</th><th>Measure</th><th>Value</th><th>z-score</th><th>Centile</th>"
+                f"<th>Flag</th></tr></thead><tbody>{''.join(body)}</tbody></table></div>")
+
+    summary = (f"<p>{n_flag} of {len(rows)} value(s) outside the normal range (|z| ≥ "
+               f"{threshold:g}, i.e. below the 2.5th or above the 97.5th centile of the "
+               "reference group).</p>")
+    # Flagged values first; the full list stays one click away (it can run to 150 rows).
+    return (summary + (table(flagged, "flagged") if flagged else "")
+            + f"<details><summary>All compared values ({len(rows)})</summary>"
+            + table(rows, "all") + "</details>")

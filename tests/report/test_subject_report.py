@@ -93,7 +93,9 @@ def test_zscores_section(phantom, tmp_path):
                          zscores=z)
     norms = out.read_text("utf-8")
     norms = norms[norms.index('id="norms"'):norms.index('id="qc"')]
-    assert "1 value(s) outside the normal range" in norms
+    assert "1 of 2 value(s) outside the normal range" in norms
+    flagged = norms[norms.index("zscores flagged"):norms.index("<details>")]
+    assert "L4-L5" in flagged and "L3-L4" not in flagged
     assert "-2.50" in norms and "below normal range" in norms
     assert "L2-L3" not in norms  # no reference cell → not listed
 

@@ -595,8 +595,13 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
             )
         )
 
+    shapes += _organs(an)
+
     # ---- muscles (axial cross-sections following the canal)
     shapes += _muscles(an, y_canal)
+
+    # ---- bones that are not spine (label 0): ilium, lowest ribs
+    shapes += _pelvis_and_ribs(an)
 
     # ---- vessels
     shapes += _vessels(an)
@@ -1258,4 +1263,106 @@ def _vessels(an: Anatomy) -> list[Shape]:
             q2 = s3.to_anat(sgn * (s1.width_mm / 2.0 + 45.0), s3.depth_mm / 2.0 + 45.0 + off, 0.0)
             out.append(Capsule(Structure.vessel, 0, tis, start, q1, r, r, "iliac"))
             out.append(Capsule(Structure.vessel, 0, tis, q1, q2, r, 0.9 * r, "iliac"))
+    return out
+
+
+def _organs(an: Anatomy) -> list[Shape]:
+    """Liver (right) and spleen (left) at the thoracolumbar junction (tissue only, label 0)."""
+    top = an.bodies[an.params.vertebrae[0]]
+    S = Structure
+    liver = SuperEllipsoid(
+        S.background,
+        0,
+        T.LIVER,
+        top.to_anat(85.0, top.depth_mm / 2.0 + 45.0, 10.0),
+        top.axes,
+        [75.0, 70.0, 80.0],
+        2.0,
+        name="liver",
+    )
+    spleen = SuperEllipsoid(
+        S.background,
+        0,
+        T.SPLEEN,
+        top.to_anat(-85.0, 0.0, 30.0),
+        top.axes @ _rot_u(-30.0),
+        [30.0, 55.0, 50.0],
+        2.0,
+        name="spleen",
+    )
+    return [liver, spleen]
+
+
+def _pelvis_and_ribs(an: Anatomy) -> list[Shape]:
+    """Posterior ilium and iliac wing per side, and the 12th (and 11th) ribs (label 0).
+
+    Bone-like structures that are *not* spine teach a segmenter what not to call vertebra.
+    """
+    p = an.params
+    S = Structure
+    out: list[Shape] = []
+    s1, s2 = an.sacrum[0], an.sacrum[1]
+    ala = _ALA_HALF[0] * p.s1_width_mm / 50.0
+    low = an.bodies[p.vertebrae[-1]]
+    for sgn in (-1.0, 1.0):
+        # posterior ilium / sacroiliac part: a thick plate lateral to the ala, tilted
+        c = s2.to_anat(sgn * (ala + 6.0), -0.6 * s2.depth_mm - 4.0, 10.0)
+        out.append(
+            SuperEllipsoid(
+                S.background,
+                0,
+                T.OTHER_CORTEX,
+                c,
+                s1.axes @ _rot_u(sgn * 25.0),
+                [9.0, 26.0, 32.0],
+                2.5,
+                core_tissue=T.OTHER_MARROW,
+                shell_mm=1.5,
+                name="ilium",
+            )
+        )
+        # iliac wing: a thin plate flaring laterally and anteriorly up to the L5 level
+        c = low.to_anat(sgn * (ala + 38.0), 5.0, -0.6 * low.height_mm - 10.0)
+        out.append(
+            SuperEllipsoid(
+                S.background,
+                0,
+                T.OTHER_CORTEX,
+                c,
+                low.axes @ _rot_u(sgn * 40.0),
+                [6.0, 48.0, 38.0],
+                2.5,
+                core_tissue=T.OTHER_MARROW,
+                shell_mm=1.5,
+                name="iliac_wing",
+            )
+        )
+    for v in p.vertebrae:
+        if not v.startswith("T"):
+            continue
+        b = an.bodies[v]
+        C = p.canal_ap_mm[v]
+        xp = p.interpedicular_mm[v] / 2.0 + p.pedicle_width_mm[v] / 2.0
+        r = 4.5 if v == "T12" else 5.0
+        for sgn in (-1.0, 1.0):
+            pts = [
+                b.to_anat(sgn * (xp + 8.0), -b.depth_mm / 2.0 - 0.6 * C, 0.1 * b.height_mm),
+                b.to_anat(sgn * (xp + 45.0), -b.depth_mm / 2.0 - 0.6 * C - 12.0, -15.0),
+                b.to_anat(sgn * (xp + 90.0), -b.depth_mm / 2.0 + 5.0, -45.0),
+            ]
+            for q0, q1 in zip(pts[:-1], pts[1:], strict=False):
+                out.append(
+                    Capsule(
+                        S.background,
+                        0,
+                        T.OTHER_CORTEX,
+                        q0,
+                        q1,
+                        r,
+                        r * 0.85,
+                        name="rib",
+                        core_tissue=T.OTHER_MARROW,
+                        shell_mm=1.2,
+                    )
+                )
     return out

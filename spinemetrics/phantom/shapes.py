@@ -196,15 +196,26 @@ class SuperEllipsoid(Shape):
 class Capsule(Shape):
     """Tapered capsule: points within ``r(t)`` of segment ``p0→p1`` (linear radius)."""
 
-    def __init__(self, label, level, tissue, p0, p1, r0, r1, name="", core_tissue=None):
+    def __init__(
+        self, label, level, tissue, p0, p1, r0, r1, name="", core_tissue=None, shell_mm=0.0
+    ):
         self.p0, self.p1 = np.asarray(p0, float), np.asarray(p1, float)
         self.r0, self.r1 = float(r0), float(r1)
+        self.shell_mm = float(shell_mm)
         r = max(r0, r1) + 0.5
         lo = np.minimum(self.p0, self.p1) - r
         hi = np.maximum(self.p0, self.p1) + r
         super().__init__(label, level, tissue, lo, hi, core_tissue, name)
 
     def inside(self, x, y, z):
+        return self._within(x, y, z, 0.0)
+
+    def core(self, x, y, z):
+        if self.shell_mm <= 0:
+            return None
+        return self._within(x, y, z, self.shell_mm)
+
+    def _within(self, x, y, z, shrink):
         d = [float(v) for v in self.p1 - self.p0]
         p0 = [float(v) for v in self.p0]
         L2 = d[0] ** 2 + d[1] ** 2 + d[2] ** 2
@@ -213,7 +224,7 @@ class Capsule(Shape):
         dx = dx - t * d[0]
         dy = dy - t * d[1]
         dz = dz - t * d[2]
-        r = self.r0 + t * (self.r1 - self.r0)
+        r = self.r0 + t * (self.r1 - self.r0) - shrink
         return dx * dx + dy * dy + dz * dz <= r * r
 
 

@@ -22,6 +22,9 @@ nerve root          0.40  0.40  0.50
 epidural fat        0.90  0.75  0.08
 ligamentum flavum   0.35  0.30  0.35
 muscle              0.35  0.25  0.25
+ilium / rib marrow  0.62  0.48  0.20  (cortex as vertebral cortex; label 0)
+liver               0.45  0.28  0.35
+spleen              0.35  0.50  0.55
 artery / vein       0.10  0.15  0.20  (flow voids; half the images: random 0.05–0.7)
 ==================  ====  ====  ====
 
@@ -66,6 +69,10 @@ _TABLE = {
     T.NUCLEUS_DEGEN: (0.30, 0.30, 0.30),
     T.SACRAL_MARROW: (0.62, 0.47, 0.18),
     T.PE_MARROW: (0.55, 0.42, 0.17),
+    T.OTHER_CORTEX: (0.06, 0.05, 0.05),
+    T.OTHER_MARROW: (0.62, 0.48, 0.2),
+    T.LIVER: (0.45, 0.28, 0.35),
+    T.SPLEEN: (0.35, 0.5, 0.55),
 }
 for _i, _c in enumerate(("T1", "T2", "STIR")):
     INTENSITY[_c] = np.array([_TABLE[t][_i] for t in range(T.N_TISSUES)], np.float32)

@@ -32,7 +32,11 @@ VEIN = 17
 NUCLEUS_DEGEN = 18
 SACRAL_MARROW = 19
 PE_MARROW = 20
-N_TISSUES = 21
+OTHER_CORTEX = 21  # ilium, ribs (label 0: bone that is not spine)
+OTHER_MARROW = 22
+LIVER = 23
+SPLEEN = 24
+N_TISSUES = 25
 
 NAMES = {
     AIR: "air",
@@ -56,6 +60,10 @@ NAMES = {
     NUCLEUS_DEGEN: "degenerated_nucleus",
     SACRAL_MARROW: "sacral_marrow",
     PE_MARROW: "posterior_element_marrow",
+    OTHER_CORTEX: "other_bone_cortex",
+    OTHER_MARROW: "other_bone_marrow",
+    LIVER: "liver",
+    SPLEEN: "spleen",
 }
 
 #: contract label of each tissue (index = tissue id)

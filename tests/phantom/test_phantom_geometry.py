@@ -233,3 +233,45 @@ def test_sacral_slope_follows_sagittal_rotation_only():
     tb = b.analytic_truth.set_index(["level", "side", "measure"]).value
     other = [k for k in ta.index if k[2] != "sacral_slope_deg"]
     np.testing.assert_allclose(ta[other].to_numpy(), tb[other].to_numpy(), rtol=1e-12)
+
+
+def test_left_right_truth_follows_the_asymmetry_parameters():
+    """Side-specific truths move with their own side's parameters (catches L/R swaps)."""
+    p = random_params(seed=9)
+    d = "L3-L4"
+    # make the right side clearly different: bigger muscles, higher upper pedicle, wider gap
+    for m in ("psoas", "erector", "ql"):
+        p.side_scale[f"{m}:R"], p.side_scale[f"{m}:L"] = 1.1, 0.9
+    p.pedicle_shift_mm["L3:R"], p.pedicle_shift_mm["L3:L"] = 1.5, -1.5
+    p.facet_gap_mm[f"{d}:R"], p.facet_gap_mm[f"{d}:L"] = 10.0, 6.5
+    ph = make_phantom(p, spacing=(4.0, 4.0, 4.0), with_image=False)
+
+    def tv(measure, side):
+        return ph.truth_value(d, measure, side)
+
+    # muscle cross-sections scale with the square of the size factor (minus bone overlap)
+    ratio = tv("paraspinal_muscle_area_mm2", "R") / tv("paraspinal_muscle_area_mm2", "L")
+    assert 1.25 < ratio < (1.1 / 0.9) ** 2 + 0.05
+    # the upper pedicle rises 3 mm more on the right: taller foramen there
+    assert tv("foraminal_height_mm", "R") - tv("foraminal_height_mm", "L") == pytest.approx(
+        3.0, abs=1.0
+    )
+    # the foraminal width at disc level follows the facet gap (disc wall ↔ articular process)
+    assert tv("foraminal_width_mm", "R") == pytest.approx(10.0, abs=2.5)
+    assert tv("foraminal_width_mm", "L") == pytest.approx(6.5, abs=2.5)
+    assert tv("foraminal_width_mm", "R") > tv("foraminal_width_mm", "L") + 2.0
+    # in world coordinates the right side is +x: the right psoas voxels lie at x > 0
+    seg = ph.seg.array
+    xs = ph.seg.index_to_world(np.argwhere(seg == 10))[:, 0]
+    assert (xs > 0).sum() > (xs < 0).sum()
+
+
+def test_non_spine_bone_and_organs_are_background():
+    p = random_params(seed=12)
+    ph = make_phantom(p, spacing=(3.0, 3.0, 3.0), with_image=False)
+    from spinemetrics.phantom import tissues as T
+
+    tis, seg = ph.tissue.array, ph.seg.array
+    for t in (T.OTHER_CORTEX, T.OTHER_MARROW, T.LIVER, T.SPLEEN, T.KIDNEY, T.SUBCUT_FAT):
+        assert (tis == t).any(), T.NAMES[t]
+        assert set(np.unique(seg[tis == t]).tolist()) == {0}, T.NAMES[t]

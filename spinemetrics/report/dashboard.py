@@ -162,12 +162,14 @@ def _models_payload(models: pd.DataFrame | None) -> list[dict]:
     return rows
 
 
-def _select(id_: str, label: str, options: list[tuple[str, str]], value: str = "") -> str:
+def _select(id_: str, label: str, options: list[tuple[str, str]], value: str = "",
+            disabled: bool = False) -> str:
     opts = "".join(
         f"<option value=\"{esc(v)}\"{' selected' if v == value else ''}>{esc(t)}</option>"
         for v, t in options
     )
-    return f"<label>{esc(label)} <select id=\"{id_}\">{opts}</select></label>"
+    dis = " disabled" if disabled else ""
+    return f"<label>{esc(label)} <select id=\"{id_}\"{dis}>{opts}</select></label>"
 
 
 def cohort_dashboard(
@@ -243,8 +245,8 @@ def cohort_dashboard(
     filters = (
         "<div class=\"filters\" id=\"filters\">"
         + _select("f-measure", "Measure", m_opts, default_measure)
-        + _select("f-sex", "Sex", sex_opts, "all")
-        + _select("f-age", "Age group", age_opts, "all")
+        + _select("f-sex", "Sex", sex_opts, "all", disabled=not has_cov)
+        + _select("f-age", "Age group", age_opts, "all", disabled=not has_cov)
         + (_select("f-finding", "Finding", f_opts, findings[0]) if findings else "")
         + f"<span class=\"note\">Selected: <b id=\"kpi-selected\">–</b> subjects{esc(disabled)}"
         "</span></div>"

@@ -192,3 +192,10 @@ def test_sample_cap_zero_embeds_no_subject(tmp_path):
     out = cohort_dashboard({}, tmp_path / "d.html", table=tab, covariates=cov, sample_cap=0)
     text = out.read_text("utf-8")
     assert "s0001" not in text and "s0149" not in text
+
+
+def test_without_covariates_filters_are_disabled(tmp_path):
+    tab, _ = make_cohort(120)
+    text = cohort_dashboard({}, tmp_path / "d.html", table=tab).read_text("utf-8")
+    assert '<select id="f-sex" disabled>' in text and '<select id="f-age" disabled>' in text
+    assert "no covariates given" in text

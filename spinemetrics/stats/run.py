@@ -423,9 +423,17 @@ def _analyse_series(
         names = list(pd.unique(found["finding"]))
         primary = names[0]
         for name in names:
-            model_rows += fit_finding_models(
+            rows = fit_finding_models(
                 found, name, side, cov, covariate_terms=cov_terms, with_neighbour=neighbour_terms
             )
+            if rows and not rows[0]["converged"]:
+                warn(
+                    "models",
+                    f"gee_logit for {name} not estimated: {rows[0]['warning']}",
+                    measure,
+                    side,
+                )
+            model_rows += rows
     nb = None
     if neighbour_terms and primary is not None:
         nb = neighbour_indicator(found, primary, side)

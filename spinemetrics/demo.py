@@ -194,9 +194,9 @@ def run_demo(
     def index() -> None:
         result.outputs["index"] = out / "index.html"
         atomic_write_text(out / "index.html", _index_html(result))
-        atomic_write_text(out / "demo_summary.json", json.dumps(
-            {"status": result.status, "seconds": result.seconds, "notes": result.notes,
-             "outputs": {k: str(v) for k, v in result.outputs.items()}}, indent=2))
 
     _step("index", result, index, progress)
+    atomic_write_text(out / "demo_summary.json", json.dumps(
+        {"status": result.status, "seconds": result.seconds, "notes": result.notes,
+         "outputs": {k: str(v) for k, v in result.outputs.items()}}, indent=2))
     return result

@@ -211,3 +211,15 @@ def test_dashboard_finding_and_level_selectors(dashboard_page):
     title = s.page.evaluate("document.getElementById('centile').layout.title.text")
     assert "L1-L2" in title
     assert s.errors == []
+
+
+def test_dashboard_from_stats_only_explains_missing_panels(browser, tmp_path):
+    tab, _ = make_cohort(150, seed=2)
+    corr, models = fake_stats(tab)
+    out = cohort_dashboard({"correlations": corr, "models": models}, tmp_path / "s.html")
+    s = Session(browser, out)
+    assert s.errors == [] and s.external_requests() == []
+    assert s.n_traces_drawn("corr") > 0 and s.n_traces_drawn("forest") > 0
+    msg = s.page.evaluate("document.getElementById('prev').layout.annotations[0].text")
+    assert "--table" in msg
+    s.page.close()

@@ -82,7 +82,11 @@
   function renderDist(st, sel) {
     var h = D.hist[st.measure];
     var info = measureInfo(st.measure);
-    if (!h) { emptyFig("dist", "No values for this measure"); emptyFig("dist-hist", ""); return; }
+    if (!h) {
+      emptyFig("dist", D.meta.n_rows ? "No values for this measure" :
+        "No measurement table given: distributions need the cohort table (--table)");
+      emptyFig("dist-hist", ""); return;
+    }
     var x = [], q1 = [], med = [], q3 = [], lo = [], hi = [], mean = [], ns = [], lines = [];
     h.levels.forEach(function (lv, i) {
       var c = sumGroups(h.counts[i], sel);
@@ -347,7 +351,13 @@
     renderCorr(st);
     renderForest(st);
     renderCentile(st);
-    if (st.finding) { renderOdds(st, sel); renderPrev(st); }
+    if (st.finding) {
+      renderOdds(st, sel); renderPrev(st);
+    } else {
+      var why = D.meta.n_rows ? "No finding rule applies to the measures of this cohort" :
+        "No measurement table given: findings need the cohort table (--table)";
+      emptyFig("prev", why); emptyFig("odds", "");
+    }
     document.body.setAttribute("data-rendered", String(Date.now()));
   }
   ["f-measure", "f-sex", "f-age", "f-finding", "f-level"].forEach(function (id) {

@@ -26,6 +26,9 @@ def stats_cmd(
         999, help="Permutations of the adjacent-vs-distant test (0: skip)."
     ),
     no_mixedlm: bool = typer.Option(False, "--no-mixedlm", help="Fit GEE only (faster)."),
+    adjust: str = typer.Option(
+        "age,sex", help="Comma-separated covariates the models adjust for (e.g. age,sex,bmi)."
+    ),
     include_flagged: bool = typer.Option(
         False, "--include-flagged", help="Also analyse rows whose qc is not 'ok'."
     ),
@@ -78,6 +81,7 @@ def stats_cmd(
             n_boot=n_boot,
             n_permutations=permutations,
             methods=methods,
+            adjust=tuple(a.strip() for a in adjust.split(",") if a.strip()),
             qc_ok_only=not include_flagged,
             seed=seed,
             threads=threads,

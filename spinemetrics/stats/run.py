@@ -162,6 +162,7 @@ def run_stats(
     n_permutations: int = 999,
     methods: tuple[str, ...] = ("gee_exchangeable", "mixedlm"),
     neighbour_terms: bool = True,
+    adjust: tuple[str, ...] = ("age", "sex"),
     reference_norms: NormModel | str | None = "default",
     qc_ok_only: bool = True,
     seed: int = 0,
@@ -189,6 +190,9 @@ def run_stats(
         Continuous-measure models: ``"gee_exchangeable"`` and/or ``"mixedlm"``.
     neighbour_terms : bool
         Add ``neighbour_<finding>`` (same finding at an adjacent level) to the models.
+    adjust : tuple of str
+        Covariate columns the models adjust for (``sex`` as men vs women, the others
+        numeric, e.g. ``("age", "sex", "bmi")``).
     reference_norms : NormModel, "default" or None
         Norms for ``zscores_summary.csv``; ``"default"`` = the shipped simulated norms.
     qc_ok_only : bool
@@ -219,10 +223,14 @@ def run_stats(
     if cov is None:
         warn("input", "no covariates given: models adjust for level only; no norms fitted")
     else:
-        cov_terms = tuple(c for c in ("age", "sex") if c in cov.columns)
-        for c in ("age", "sex"):
+        cov_terms = tuple(c for c in adjust if c in cov.columns)
+        for c in adjust:
             if c not in cov.columns:
                 warn("input", f"covariates have no '{c}' column: models do not adjust for {c}")
+            elif c != "sex" and not pd.api.types.is_numeric_dtype(cov[c]):
+                raise StatsError(
+                    f"covariate {c!r} is not numeric; give numbers or leave it out of adjust"
+                )
         for c in cov_terms:
             if cov[c].nunique(dropna=True) < 2:
                 warn("input", f"covariate '{c}' is constant: left out of the models")
@@ -284,6 +292,7 @@ def run_stats(
             "measures": {m: store.units[m] for m in measures},
             "covariates": [] if cov is None else [c for c in cov.columns if c != "subject"],
             "settings": {
+                "adjust": list(cov_terms),
                 "ci": ci,
                 "n_boot": n_boot,
                 "n_permutations": n_permutations,

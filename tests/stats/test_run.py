@@ -222,3 +222,45 @@ def test_cli_stats(cohort, tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "'subject' column" in err[-1]
+
+
+def test_adjust_for_extra_covariate(cohort, tmp_path):
+    table, cov, _ = cohort
+    res = run_stats(
+        table,
+        cov,
+        tmp_path,
+        n_permutations=0,
+        reference_norms=None,
+        adjust=("age", "sex", "bmi"),
+        methods=("gee_exchangeable",),
+    )
+    assert "bmi" in set(res.models.term)
+    assert res.summary["settings"]["adjust"] == ["age", "sex", "bmi"]
+    from spinemetrics.errors import StatsError
+
+    with pytest.raises(StatsError, match="not numeric"):
+        run_stats(table, cov.assign(bmi="high"), tmp_path / "x", adjust=("age", "bmi"))
+
+
+def test_cli_writes_an_offline_dashboard(tmp_path):
+    pytest.importorskip("spinemetrics.report")
+    table, cov, _ = simulate_cohort(60, seed=4, measures=["dural_sac_area_mm2"])
+    table.to_csv(tmp_path / "t.csv", index=False)
+    cov.to_csv(tmp_path / "c.csv", index=False)
+    code = main(
+        [
+            "stats",
+            str(tmp_path / "t.csv"),
+            "-c",
+            str(tmp_path / "c.csv"),
+            "-o",
+            str(tmp_path / "out"),
+            "--permutations",
+            "0",
+            "--no-mixedlm",
+        ]
+    )
+    assert code == 0
+    html = (tmp_path / "out" / "dashboard.html").read_text(encoding="utf-8")
+    assert len(html) > 10_000 and '<script src="http' not in html

@@ -131,9 +131,14 @@ class StatsResult:
             path = out / name
             files[key] = path
             try:
-                frames[key] = pd.read_csv(path, keep_default_na=False, na_values=["", "NaN", "nan"])
+                df = pd.read_csv(path, keep_default_na=False, na_values=["", "NaN", "nan"])
             except (FileNotFoundError, pd.errors.EmptyDataError):
-                frames[key] = pd.DataFrame()
+                df = pd.DataFrame()
+            # Unsided rows have side "" (contract §5), which CSV readers turn into NaN.
+            for col in ("side", "warning"):
+                if col in df.columns:
+                    df[col] = df[col].fillna("").astype(str)
+            frames[key] = df
         files["summary"] = summary_path
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
         return cls(out_dir=out, files=files, summary=summary, **frames)

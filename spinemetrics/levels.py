@@ -407,7 +407,9 @@ def level_qc_from_map(
     -------
     (qc, warnings)
     """
-    present = [int(v) for v in np.unique(levels) if v]
+    lev_arr = levels if np.issubdtype(levels.dtype, np.integer) else levels.astype(np.int32)
+    objs = ndimage.find_objects(lev_arr)
+    present = [i + 1 for i, sl in enumerate(objs) if sl is not None]
     warnings: list[str] = []
     global_reasons: set[str] = set()
     if SACRUM_ID not in present:
@@ -420,8 +422,7 @@ def level_qc_from_map(
         warnings.append("no L5 above the sacrum: 4 lumbar vertebrae or a naming gap")
         global_reasons.add("lstv")
     qc: dict[str, str] = {}
-    lev32 = levels.astype(np.int32, copy=False)
-    objs = ndimage.find_objects(lev32)
+    lev32 = lev_arr
     reasons: dict[int, set[str]] = {}
     vols: dict[int, int] = {}
     for lid in present:

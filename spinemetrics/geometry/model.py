@@ -9,7 +9,7 @@ Frame fitting (MEASURES.md §0):
 
 * vertebra: origin = body centroid; SI starts along the line joining the neighbouring body
   centroids (principal thinnest axis when alone) and is then refined to the bisector of the
-  two fitted endplate planes (3 iterations); AP = body centroid → dural-sac (else posterior
+  two fitted endplate planes (2 iterations); AP = body centroid → dural-sac (else posterior
   elements) centroid at that level, reversed and orthogonalised to SI; LR = AP × SI.
 * endplates: rays cast along ±SI from a 9 × 7 grid covering the central 60 % of the body
   section; the sub-voxel exit points are fitted with a plane (:func:`~.frame.fit_plane`).
@@ -65,6 +65,11 @@ class DiscGeom:
     qc: set[str] = field(default_factory=set)
 
 
+def _as_label_array(arr: np.ndarray) -> np.ndarray:
+    """Unsigned/signed integer arrays go to ``find_objects`` as they are (no copy)."""
+    return arr if np.issubdtype(arr.dtype, np.integer) else arr.astype(np.int32)
+
+
 def trimmed_mean(values: np.ndarray, tol: float = 1.0) -> float:
     """Mean of the finite values within ``tol`` mm of their median (NaN if < half finite)."""
     v = np.asarray(values, dtype=np.float64)
@@ -115,9 +120,8 @@ class SpineModel:
         self._fields: dict[str, MaskField] = {}
         self._vert: dict[int, VertebraGeom | None] = {}
         self._disc: dict[int, DiscGeom | None] = {}
-        self._seg_objs = ndimage.find_objects(self.seg.astype(np.int32, copy=False))
-        lev32 = self.lev.astype(np.int32, copy=False)
-        self._lev_objs = ndimage.find_objects(lev32)
+        self._seg_objs = ndimage.find_objects(_as_label_array(self.seg))
+        self._lev_objs = ndimage.find_objects(_as_label_array(self.lev))
         present = [i + 1 for i, sl in enumerate(self._lev_objs) if sl is not None]
         order = {v: i for i, v in enumerate(VERTEBRA_IDS)}
         self._body_centroid: dict[int, np.ndarray] = {}
@@ -353,10 +357,10 @@ class SpineModel:
             ap0 = c - canal
         key = f"body:{vid}"
         sup = inf = None
-        for _ in range(3):
+        for _ in range(2):
             fr = Frame.from_si_ap(c, si, ap0)
-            ap_p, ap_m = self.chord(key, c, fr.ap)
-            lr_p, lr_m = self.chord(key, c, fr.lr)
+            ap_p, ap_m = self.chord(key, c, fr.ap, 50.0)
+            lr_p, lr_m = self.chord(key, c, fr.lr, 50.0)
             if not np.all(np.isfinite([ap_p, ap_m, lr_p, lr_m])):
                 qc.add("partial_fov")
                 break
@@ -365,8 +369,8 @@ class SpineModel:
             a, l_ = np.meshgrid(cen_ap + _GRID_AP * semi_ap, cen_lr + _GRID_LR * semi_lr,
                                 indexing="ij")
             starts = fr.point(a.ravel(), l_.ravel())
-            top = self.exits(key, starts, fr.si, 60.0)
-            bot = self.exits(key, starts, -fr.si, 60.0)
+            top = self.exits(key, starts, fr.si, 40.0)
+            bot = self.exits(key, starts, -fr.si, 40.0)
             sup = fit_plane(starts + top[:, None] * fr.si, fr.si)
             inf = fit_plane(starts - bot[:, None] * fr.si, fr.si)
             if sup is None or inf is None:
@@ -433,10 +437,10 @@ class SpineModel:
         lo_key = self.lower_key(lower) if lower is not None else None
         upper_plane = lower_plane = None
         fr = Frame.from_si_ap(c, si, ap0)
-        for _ in range(3):
+        for _ in range(2):
             fr = Frame.from_si_ap(c, si, ap0)
-            ap_p, ap_m = self.chord(dmask_key, c, fr.ap)
-            lr_p, lr_m = self.chord(dmask_key, c, fr.lr)
+            ap_p, ap_m = self.chord(dmask_key, c, fr.ap, 50.0)
+            lr_p, lr_m = self.chord(dmask_key, c, fr.lr, 50.0)
             if not np.all(np.isfinite([ap_p, ap_m, lr_p, lr_m])):
                 qc.add("partial_fov")
                 break
@@ -459,7 +463,7 @@ class SpineModel:
         return geom
 
     def surface_distance(self, starts: np.ndarray, direction: np.ndarray, body_key: str | None,
-                         disc_key: str, t_max: float = 30.0) -> np.ndarray:
+                         disc_key: str, t_max: float = 20.0) -> np.ndarray:
         """Distance from points inside a disc to the bounding endplate along ``direction``.
 
         Entry into the neighbouring body (or sacrum) when it is segmented — the contract's

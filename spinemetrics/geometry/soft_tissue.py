@@ -72,9 +72,18 @@ def _muscle(model: SpineModel, did: int) -> tuple[dict[str, float], set[str]]:
     if not model.has_structure("paraspinal_muscle"):
         return out, {"not_segmented"}
     fr = model.disc(did).frame
+    fld = model.field("paraspinal_muscle")
+    # Coarse pass (3 mm) finds where the muscles cut the plane; the fine grid covers only that.
+    cu, cv, cpts = plane_grid(fr.origin, fr.ap, fr.lr, (-150.0, 90.0), (-150.0, 150.0), 3.0)
+    cvals = np.nan_to_num(fld.inside(cpts), nan=1.0) > 0.0
+    if not cvals.any():
+        return out, {"not_in_plane"}
+    iu, iv = np.nonzero(cvals)
+    u_rng = (cu[iu.min()] - 4.0, cu[iu.max()] + 4.0)
+    v_rng = (min(cv[iv.min()] - 4.0, -1.0), max(cv[iv.max()] + 4.0, 1.0))
     step = MUSCLE_STEP_MM
-    uu, vv, pts = plane_grid(fr.origin, fr.ap, fr.lr, (-140.0, 80.0), (-140.0, 140.0), step)
-    vals = model.field("paraspinal_muscle").inside(pts)
+    uu, vv, pts = plane_grid(fr.origin, fr.ap, fr.lr, u_rng, v_rng, step)
+    vals = fld.inside(pts)
     nan = np.isnan(vals)
     m = np.nan_to_num(vals, nan=0.0) >= 0.5
     qc: set[str] = set()

@@ -97,6 +97,7 @@ def main() -> None:
             sizes[pattern] = round(sum(f.stat().st_size for f in files) / len(files) / 1e3, 1)
     info = {
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores visible, no GPU",
+        "load_average_1min_at_end": round(os.getloadavg()[0], 1),
         "python": platform.python_version(),
         "scans": args.scans,
         "spacing_mm": args.spacing,
@@ -116,7 +117,8 @@ def main() -> None:
 
 def render(info: dict) -> str:
     lines = [
-        f"Machine: {info['machine']}; {info['scans']} phantom scans "
+        f"Machine: {info['machine']} (1-min load average {info.get('load_average_1min_at_end')} "
+        f"at the end: shared with other jobs); {info['scans']} phantom scans "
         f"({' × '.join(str(s) for s in info['spacing_mm'])} mm voxels), segmenter "
         f"`{info['segmenter']}`, reports {'on' if info['report'] else 'off'}.",
         "",

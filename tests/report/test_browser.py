@@ -16,6 +16,7 @@ pytestmark = pytest.mark.skipif(
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 PROV = {"spinemetrics_version": "0.1.0", "created_utc": "2026-01-01T00:00:00Z"}
+IMG_XSS = "<img src=x onerror=alert(2)>.nii.gz"  # a hostile input file name
 
 
 class Session:
@@ -84,7 +85,8 @@ def dashboard_page(browser, dashboard_html):
 def subject_html(phantom, tmp_path_factory):
     image, seg, lev, _ = phantom
     out = tmp_path_factory.mktemp("b") / f"{XSS.replace('/', '_')}.html"
-    return subject_report(image, seg, lev, subject_table(subject=XSS), out, provenance=PROV,
+    prov = {**PROV, "input_name": IMG_XSS}
+    return subject_report(image, seg, lev, subject_table(subject=XSS), out, provenance=prov,
                           warnings=[XSS])
 
 
@@ -117,6 +119,8 @@ def test_subject_report_xss_is_inert_text(subject_page):
     assert s.dialogs == []
     assert s.page.inner_text("#subject-id") == XSS
     assert XSS in s.page.inner_text("#qc")
+    assert IMG_XSS in s.page.inner_text("#provenance")
+    assert s.page.evaluate("document.querySelectorAll('#provenance img').length") == 0
     assert s.page.evaluate("document.querySelectorAll('body script').length") <= 6
 
 

@@ -111,6 +111,9 @@ class PhantomParams:
     #: target AP gap between the lateral disc wall and the superior articular process of the
     #: lower vertebra ("L4-L5:L"); the foraminal width truth is sampled, not this number
     facet_gap_mm: dict[str, float] = field(default_factory=dict)
+    #: rounded rim of the vertebral endplates: drop (mm) at the rim, starting at 88 % of
+    #: the radius (0 = sharp edges); the space goes to the adjacent disc
+    endplate_rim_mm: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -291,4 +294,5 @@ def random_params(seed: int = 0, lumbar_count: int = 5, top: str = "T12") -> Pha
         side_scale=side_scale,
         pedicle_shift_mm=ped_shift,
         facet_gap_mm=facet_gap,
+        endplate_rim_mm=float(rng.uniform(1.0, 2.5)),
     )

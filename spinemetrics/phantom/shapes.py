@@ -81,7 +81,11 @@ class EllipticSlab(Shape):
         shell_mm=0.0,
         core_scale=None,
         name="",
+        fillet=(0.0, 0.0),
+        notches=(),
     ):
+        self.fillet = (float(fillet[0]), float(fillet[1]))  # rim drop (mm) lower / upper end
+        self.notches = list(notches)  # [(EllipticSlab, "lower" | "upper")] added to this shape
         self.centre = np.asarray(centre, float)
         self.axes = np.column_stack([[1.0, 0.0, 0.0], a, u])
         self.r_ap, self.r_lr = float(r_ap), float(r_lr)
@@ -107,13 +111,38 @@ class EllipticSlab(Shape):
         k = float(p @ n)
         return x * float(n[0]) + y * float(n[1]) + z * float(n[2]) - k
 
-    def inside(self, x, y, z):
+    def _rho2(self, x, y, z):
         q0, q1, _ = _frame_coords(x, y, z, self.centre, self.axes)
         a, b = q0 * (1.0 / self.r_lr), q1 * (1.0 / self.r_ap)
-        m = a * a + b * b <= 1.0
-        m &= self._plane_side(x, y, z, self.lower) >= 0.0
-        m &= self._plane_side(x, y, z, self.upper) <= 0.0
+        return a * a + b * b
+
+    def inside(self, x, y, z):
+        rho2 = self._rho2(x, y, z)
+        m = rho2 <= 1.0
+        lo = self._plane_side(x, y, z, self.lower)
+        up = -self._plane_side(x, y, z, self.upper)
+        if self.fillet[0] > 0 or self.fillet[1] > 0:
+            f = rim_profile(np.sqrt(np.minimum(rho2, 1.0)))
+            m &= (lo >= self.fillet[0] * f) & (up >= self.fillet[1] * f)
+        else:
+            m &= (lo >= 0.0) & (up >= 0.0)
+        for body, end in self.notches:
+            m |= body.notch(x, y, z, end)
         return m
+
+    def notch(self, x, y, z, end: str):
+        """Points removed from this slab by the rounded rim at ``end`` (they go to the disc)."""
+        depth = self.fillet[0] if end == "lower" else self.fillet[1]
+        if depth <= 0:
+            return np.zeros(np.shape(x), bool)
+        rho2 = self._rho2(x, y, z)
+        d = (
+            self._plane_side(x, y, z, self.lower)
+            if end == "lower"
+            else -self._plane_side(x, y, z, self.upper)
+        )
+        f = depth * rim_profile(np.sqrt(np.minimum(rho2, 1.0)))
+        return (rho2 <= 1.0) & (d >= 0.0) & (d < f)
 
     def core(self, x, y, z):
         q0, q1, q2 = _frame_coords(x, y, z, self.centre, self.axes)
@@ -132,9 +161,39 @@ class EllipticSlab(Shape):
             return None
         s = self.shell_mm
         m = (q0 / (self.r_lr - s)) ** 2 + (q1 / (self.r_ap - s)) ** 2 <= 1.0
-        m &= self._plane_side(x, y, z, self.lower) >= s
-        m &= self._plane_side(x, y, z, self.upper) <= -s
+        lo = self._plane_side(x, y, z, self.lower)
+        up = -self._plane_side(x, y, z, self.upper)
+        if self.fillet[0] > 0 or self.fillet[1] > 0:
+            f = rim_profile(np.sqrt(np.minimum(self._rho2(x, y, z), 1.0)))
+            m &= (lo >= s + self.fillet[0] * f) & (up >= s + self.fillet[1] * f)
+        else:
+            m &= (lo >= s) & (up >= s)
         return m
+
+
+#: normalised radius where the rounded rim of a vertebral endplate starts
+RIM_START = 0.88
+
+
+def rim_profile(rho: Array) -> Array:
+    """Rim drop profile (0 inside ``RIM_START``, quarter circle to 1 at the rim, ρ = 1)."""
+    t = np.clip((rho - RIM_START) / (1.0 - RIM_START), 0.0, 1.0)
+    return 1.0 - np.sqrt(1.0 - t * t)
+
+
+def rim_volume(r_ap: float, r_lr: float, depth: float, wedge_half_deg: float) -> float:
+    """Exact volume (mm³) removed by a rounded rim of ``depth`` at one endplate of a slab.
+
+    The drop ``depth·rim_profile(ρ)`` is measured along the plane normal, i.e.
+    ``/cos(w/2)`` along the slab axis, so the volume is
+    ``2π·r_ap·r_lr·depth·∫ rim_profile(ρ)·ρ dρ / cos(w/2)``.
+    """
+    from scipy.integrate import quad
+
+    integral, _ = quad(
+        lambda r: float(rim_profile(np.asarray(r))) * r, RIM_START, 1.0, epsabs=1e-12, epsrel=1e-12
+    )
+    return 2.0 * np.pi * r_ap * r_lr * depth * integral / np.cos(np.radians(wedge_half_deg))
 
 
 def _pow(v: Array, p: float) -> Array:

@@ -41,6 +41,7 @@ from scipy import ndimage
 
 from spinemetrics.phantom.model import X_AXIS, Anatomy, a_tilt
 from spinemetrics.phantom.render import rasterize
+from spinemetrics.phantom.shapes import rim_volume
 
 COLUMNS = ["subject", "scan", "level", "side", "measure", "value", "unit", "qc"]
 #: measures whose truth comes from dense sampling of the analytic shapes
@@ -144,6 +145,13 @@ def sacral_slope_world(an: Anatomy, R: np.ndarray) -> float:
     return float(an.sacrum[0].superior.tilt_deg + phi)
 
 
+def _rim(b, p) -> float:
+    """Volume removed by the rounded rim at one endplate of body ``b`` (closed form)."""
+    if p.endplate_rim_mm <= 0:
+        return 0.0
+    return rim_volume(b.depth_mm / 2.0, b.width_mm / 2.0, p.endplate_rim_mm, b.wedge_deg / 2.0)
+
+
 def truth_table(
     an: Anatomy, R: np.ndarray | None = None, scan: str = "phantom", sampled: bool = True
 ) -> pd.DataFrame:
@@ -163,7 +171,12 @@ def truth_table(
         add(v, "vertebral_height_posterior_mm", hp, "mm")
         add(v, "vertebral_depth_mm", b.depth_mm, "mm")
         add(v, "vertebral_wedge_index", ha / hp, "1")
-        add(v, "vertebral_volume_mm3", np.pi / 4.0 * b.depth_mm * b.width_mm * b.height_mm, "mm3")
+        add(
+            v,
+            "vertebral_volume_mm3",
+            np.pi / 4.0 * b.depth_mm * b.width_mm * b.height_mm - 2.0 * _rim(b, p),
+            "mm3",
+        )
         ra, rl = an.sac_radii(an.s_level[v])
         add(v, "dural_sac_area_mm2", np.pi * ra * rl, "mm2")
         add(v, "dural_sac_ap_mm", 2 * ra, "mm")
@@ -178,7 +191,9 @@ def truth_table(
         add(dname, "disc_height_index", (ha + hp) / d.depth_mm, "1")
         add(dname, "disc_depth_mm", d.depth_mm, "mm")
         add(dname, "disc_wedge_angle_deg", d.wedge_deg, "deg")
-        add(dname, "disc_volume_mm3", np.pi / 4.0 * d.depth_mm * d.width_mm * hm, "mm3")
+        lower_geom = an.bodies.get(d.lower, an.sacrum[0])
+        rims = _rim(an.bodies[d.upper], p) + _rim(lower_geom, p)
+        add(dname, "disc_volume_mm3", np.pi / 4.0 * d.depth_mm * d.width_mm * hm + rims, "mm3")
         up = an.bodies[d.upper]
         lower_sup = an.bodies[d.lower].superior if d.lower in an.bodies else an.sacrum[0].superior
         add(dname, "segmental_angle_deg", lower_sup.tilt_deg - up.superior.tilt_deg, "deg")

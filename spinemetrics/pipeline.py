@@ -150,8 +150,12 @@ def scan_stem(path: str | Path) -> str:
 
 
 @contextmanager
-def _stage(name: str, timings: dict[str, float]) -> Iterator[None]:
+def _stage(
+    name: str, timings: dict[str, float], on_stage: Callable[[str], None] | None = None
+) -> Iterator[None]:
     """Time a stage and turn any failure into an :class:`AnalysisError` naming it."""
+    if on_stage is not None:
+        on_stage(name)
     t0 = time.perf_counter()
     try:
         yield
@@ -448,6 +452,7 @@ def analyze(
     covariates: dict[str, Any] | None = None,
     table_format: str = "parquet",
     stem: str | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> AnalysisResult:
     """Analyse one scan end to end and write its outputs to ``out_dir``.
 
@@ -474,6 +479,8 @@ def analyze(
         Format of ``<stem>_measurements``.
     stem : str, optional
         Output file prefix; default: the input's stem.
+    on_stage : callable, optional
+        Called with each stage name as it starts (progress display).
 
     Returns
     -------
@@ -496,7 +503,7 @@ def analyze(
     if table_format not in ("parquet", "csv"):
         raise AnalysisError("check", f"unknown table format {table_format!r}; use parquet or csv")
 
-    with _stage("read", timings):
+    with _stage("read", timings, on_stage):
         if not path.exists():
             raise InputError(f"input not found: {path}; check the path")
         if path.is_file() and path.stat().st_size == 0:
@@ -505,10 +512,10 @@ def analyze(
         image.meta.setdefault("source_path", str(path))
         warnings.extend(str(w) for w in image.meta.get("warnings", []) or [])
 
-    with _stage("check", timings):
+    with _stage("check", timings, on_stage):
         warnings.extend(check_input(image))
 
-    with _stage("segment", timings):
+    with _stage("segment", timings, on_stage):
         fn = load_segmenter(segmenter)
         segres = _normalise_segmentation(_call_segmenter(fn, image, device), image)
         warnings.extend(segres.warnings)
@@ -518,11 +525,11 @@ def analyze(
 
     levels = segres.levels
     if levels is None:
-        with _stage("levels", timings):
+        with _stage("levels", timings, on_stage):
             levels, lw = _derive_levels(segres.seg)
             warnings.extend(lw)
 
-    with _stage("measure", timings):
+    with _stage("measure", timings, on_stage):
         from spinemetrics.geometry import measure
 
         table = measure(segres.seg, levels, subject=subject, scan=scan)
@@ -541,7 +548,7 @@ def analyze(
     )
 
     outputs: dict[str, Path] = {}
-    with _stage("write", timings):
+    with _stage("write", timings, on_stage):
         out_dir.mkdir(parents=True, exist_ok=True)
         outputs["seg"] = out_dir / f"{stem}_seg.nii.gz"
         _write_label_image(segres.seg, outputs["seg"], image)
@@ -554,12 +561,12 @@ def analyze(
 
     if report:
         zscores = None
-        with _stage("norms", timings):
+        with _stage("norms", timings, on_stage):
             try:
                 zscores = _normative_scores(table, subject, covariates)
             except (SpinemetricsError, ImportError) as exc:
                 warnings.append(f"normative z-scores skipped: {exc}")
-        with _stage("report", timings):
+        with _stage("report", timings, on_stage):
             rpath = out_dir / f"{stem}_report.html"
             if _write_report(rpath, image, segres.seg, levels, table, zscores,
                              {**prov, "timings_s": dict(timings)}, warnings):

@@ -60,7 +60,9 @@ def analyze_cmd(
             try:
                 res = analyze(image, out, subject=subject, scan=scan, device=device,
                               report=report, series=series, segmenter=segmenter,
-                              covariates=covariates, table_format="csv" if csv else "parquet")
+                              covariates=covariates, table_format="csv" if csv else "parquet",
+                              on_stage=lambda st, name=image.name: progress.update(
+                                  task, description=f"analyze {name}: {st}"))
             except AnalysisError as exc:
                 failures.append(f"{image}: {exc}")
             else:

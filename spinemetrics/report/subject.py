@@ -234,7 +234,11 @@ def _spine_diagram(findings: pd.DataFrame, levels_present: list[str]) -> Fig:
 def _findings_summary(findings: pd.DataFrame) -> str:
     pos = findings[findings["severity"] >= 1].copy()
     if pos.empty:
-        n_assessed = int((findings["severity"] >= 0).sum())
+        n_assessed = int((findings["severity"] >= 0).sum()) if not findings.empty else 0
+        if n_assessed == 0:
+            return ("<p class=\"warn\">No value could be checked against a finding threshold "
+                    "(the measures were not computed or could not be measured). See "
+                    "<a href=\"#qc\">Quality control</a>.</p>")
         return (f"<p class=\"ok\">No threshold finding at any measured level "
                 f"({n_assessed} values checked).</p>")
     groups = split_levels(list(pos["level"].unique()))
@@ -467,7 +471,9 @@ only as good as the segmentation it comes from. Not a diagnosis.</p></header>
  if warn_list else ''}.</p>
 {_glance_html(tab, flags)}{_spine_summary(tab)}</div>
 <div class="col-side"><h3>Spine diagram</h3>
-{figure_div('spine-diagram', spine_fig)}</div></div></section>
+{figure_div('spine-diagram', spine_fig) if spine_fig["layout"]["shapes"] else
+ '<p class="hint">No vertebral or disc level in the measurement table.</p>'}</div></div>
+</section>
 <section id="images-section"><h2>Images with segmentation</h2>
 <p class="hint">Use the check boxes to show or hide structures in all pictures; scroll to zoom,
 drag to pan, double-click to reset.</p>
@@ -483,7 +489,7 @@ drag to pan, double-click to reset.</p>
 <section id="measures"><h2>Measurements</h2>
 <p class="hint">Coloured cells meet a finding threshold (orange moderate, red severe). † = value
 flagged by quality control (hover for the reason). — = not measurable.</p>
-{wide_tables_html(tab, flags)}</section>
+{wide_tables_html(tab, flags) or '<p>The measurement table is empty.</p>'}</section>
 {'<section id="norms"><h2>Comparison with normative data</h2>' + zscore_table_html(zscores)
  + '</section>' if zscores is not None else ''}
 <section id="qc"><h2>Quality control</h2>{qc_html}</section>

@@ -201,3 +201,13 @@ def test_export_static_rejects_unknown_format(tmp_path):
 
     with pytest.raises(InputError, match="cannot export"):
         export_static({"data": []}, tmp_path / "fig.bmp")
+
+
+def test_empty_table_says_so(phantom, tmp_path):
+    image, seg, lev, _ = phantom
+    empty = subject_table().iloc[0:0]
+    text = subject_report(image, seg, lev, empty, tmp_path / "e.html",
+                          provenance=PROV).read_text("utf-8")
+    assert "No value could be checked against a finding threshold" in text
+    assert "The measurement table is empty." in text
+    assert 'id="spine-diagram"' not in text

@@ -47,6 +47,22 @@ def _canonical(img: Image) -> Image:
     return img if img.orientation == ("R", "A", "S") else img.to_canonical()
 
 
+def _present_ids(arr: np.ndarray) -> set[int]:
+    """Label ids present, counted slab by slab (no full-size int64 copy of a big volume)."""
+    if arr.dtype.kind not in "ui":
+        return {int(v) for v in np.unique(arr)}
+    counts = np.zeros(1, np.int64)
+    step = max(1, arr.shape[0] // 8)
+    for i in range(0, arr.shape[0], step):
+        c = np.bincount(arr[i:i + step].ravel())
+        if c.size > counts.size:
+            c[:counts.size] += counts
+            counts = c
+        else:
+            counts[:c.size] += c
+    return {int(v) for v in np.flatnonzero(counts)}
+
+
 def _rgb(structure: Structure) -> str:
     r, g, b = STRUCTURE_COLORS[structure]
     return f"rgb({r},{g},{b})"
@@ -412,9 +428,8 @@ def subject_report(
     }
 
     # --- pictures
-    ids = np.unique(seg_c.array) if seg_c.array.dtype.kind not in "ui" else np.flatnonzero(
-        np.bincount(seg_c.array.ravel().astype(np.int64)))
-    present = [s for s in Structure if s != Structure.background and int(s) in set(ids.tolist())]
+    ids = _present_ids(seg_c.array)
+    present = [s for s in Structure if s != Structure.background and int(s) in ids]
     sag_plane = slices.mid_sagittal_plane(image_c, seg_c)
     sag = slices.render_view("mid-sagittal", image_c, seg_c, sag_plane, levels_c)
     h, w = sag.grey.shape

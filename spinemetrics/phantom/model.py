@@ -756,6 +756,44 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
     )
     an.s_level["conus"] = s_conus
 
+    # cauda equina: thin strands in the dorsal half of the sac below the conus (tissue only;
+    # always strictly inside the sac, so the thecal-sac label is unchanged)
+    strands = [
+        (-0.55, -0.2),
+        (-0.55, 0.2),
+        (-0.35, -0.5),
+        (-0.35, 0.5),
+        (-0.15, -0.65),
+        (-0.15, 0.65),
+        (0.1, -0.45),
+        (0.1, 0.45),
+    ]
+
+    def cauda(x, y, z):
+        s, ap = canal.coords(y, z)
+        ok = np.isfinite(s) & (s < s_conus)
+        s = np.where(ok, s, s_conus)
+        ra, rl = an.sac_radii(s)
+        inner = (ap / np.maximum(ra, 1e-6)) ** 2 + (x / np.maximum(rl, 1e-6)) ** 2 <= 0.8
+        hit = np.zeros(np.shape(x), bool)
+        for fa, fl in strands:
+            da, dl = ap - fa * ra, x - fl * rl
+            hit |= da * da + dl * dl <= 0.8
+        return ok & inner & hit
+
+    shapes.append(
+        FuncShape(
+            S.thecal_sac,
+            0,
+            T.CAUDA,
+            strip_lo,
+            strip_hi,
+            cauda,
+            "cauda",
+            pieces=canal.pieces(an.s_level["S2"], s_conus, r_sac),
+        )
+    )
+
     # ligamentum flavum, per disc and side
     for dname, d in an.discs.items():
         sd = an.s_level[dname]
@@ -846,7 +884,63 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
             disc.hi = np.maximum(disc.hi, np.maximum(up.hi, lo.hi))
         shapes.append(disc)
     shapes += list(body_shapes.values()) + sacral_shapes
+    shapes += _marrow_lesions(an)
     return shapes
+
+
+def _marrow_lesions(an: Anatomy) -> list[Shape]:
+    """Modic bands next to degenerate discs and haemangiomas (tissue only, inside bodies)."""
+    p = an.params
+    out: list[Shape] = []
+    for dname, t in p.modic_mm.items():
+        if t <= 0 or dname not in an.discs:
+            continue
+        d = an.discs[dname]
+        for geom, end in (
+            (an.bodies[d.upper], "inferior"),
+            (an.bodies.get(d.lower, an.sacrum[0]), "superior"),
+        ):
+            plane = geom.inferior if end == "inferior" else geom.superior
+            sign = 1.0 if end == "inferior" else -1.0  # inward along the cranial normal
+            n = plane.normal
+            near = (plane.point + sign * 1.3 * n, n)
+            far = (plane.point + sign * (1.3 + t) * n, n)
+            lower, upper = (near, far) if end == "inferior" else (far, near)
+            label = Structure.vertebral_body if geom.vid != SACRUM_ID else Structure.sacrum
+            out.append(
+                EllipticSlab(
+                    label,
+                    geom.vid,
+                    T.MODIC,
+                    geom.centre,
+                    geom.u,
+                    geom.a,
+                    geom.depth_mm / 2.0 - 2.5,
+                    geom.width_mm / 2.0 - 2.5,
+                    lower,
+                    upper,
+                    name="modic",
+                )
+            )
+    for v, (fx, fa, fu, fr) in p.hemangioma.items():
+        b = an.bodies.get(v)
+        if b is None:
+            continue
+        r = fr * min(b.depth_mm, b.width_mm, b.height_mm) / 2.0
+        c = b.to_anat(fx * b.width_mm / 4.0, fa * b.depth_mm / 4.0, fu * b.height_mm / 4.0)
+        out.append(
+            SuperEllipsoid(
+                Structure.vertebral_body,
+                b.vid,
+                T.HEMANGIOMA,
+                c,
+                b.axes,
+                [r, r, r],
+                2.0,
+                name="hemangioma",
+            )
+        )
+    return out
 
 
 def _rot_x(deg: float) -> np.ndarray:

@@ -114,6 +114,11 @@ class PhantomParams:
     #: rounded rim of the vertebral endplates: drop (mm) at the rim, starting at 88 % of
     #: the radius (0 = sharp edges); the space goes to the adjacent disc
     endplate_rim_mm: float = 0.0
+    #: Modic band thickness (mm) in both bodies next to a disc (tissue only; 0 = none)
+    modic_mm: dict[str, float] = field(default_factory=dict)
+    #: haemangioma per vertebra: (x, a, u) position as fractions of the semi-axes / 2 and a
+    #: radius as a fraction (≤ 0.3) of the smallest body half-dimension (tissue only)
+    hemangioma: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -245,6 +250,18 @@ def random_params(seed: int = 0, lumbar_count: int = 5, top: str = "T12") -> Pha
         for s in ("L", "R")
     }
     ped_shift = {f"{v}:{s}": float(rng.uniform(-1.5, 1.5)) for v in verts for s in ("L", "R")}
+    rim = float(rng.uniform(1.0, 2.5))
+    modic = {d: float(rng.uniform(3.0, 8.0)) for d in discs if degen[d] and rng.random() < 0.5}
+    hemangioma = {
+        v: (
+            float(rng.uniform(-1, 1)),
+            float(rng.uniform(-1, 1)),
+            float(rng.uniform(-1, 1)),
+            float(rng.uniform(0.12, 0.3)),
+        )
+        for v in verts
+        if rng.random() < 0.12
+    }
     facet_gap = {
         f"{d}:{s}": float(rng.uniform(6.5, 10.5)) - (1.5 if degen[d] else 0.0)
         for d in discs
@@ -294,5 +311,7 @@ def random_params(seed: int = 0, lumbar_count: int = 5, top: str = "T12") -> Pha
         side_scale=side_scale,
         pedicle_shift_mm=ped_shift,
         facet_gap_mm=facet_gap,
-        endplate_rim_mm=float(rng.uniform(1.0, 2.5)),
+        endplate_rim_mm=rim,
+        modic_mm=modic,
+        hemangioma=hemangioma,
     )

@@ -24,6 +24,9 @@ ligamentum flavum   0.35  0.30  0.35
 muscle              0.35  0.25  0.25
 ilium / rib marrow  0.62  0.48  0.20  (cortex as vertebral cortex; label 0)
 liver               0.45  0.28  0.35
+Modic marrow band   0.30  0.70  0.70  (type 1 oedema; half the time type 2: fat-like)
+hemangioma          0.85  0.75  0.30
+cauda equina        0.40  0.35  0.45
 spleen              0.35  0.50  0.55
 artery / vein       0.10  0.15  0.20  (flow voids; half the images: random 0.05–0.7)
 ==================  ====  ====  ====
@@ -72,6 +75,9 @@ _TABLE = {
     T.OTHER_CORTEX: (0.06, 0.05, 0.05),
     T.OTHER_MARROW: (0.62, 0.48, 0.2),
     T.LIVER: (0.45, 0.28, 0.35),
+    T.MODIC: (0.3, 0.7, 0.7),
+    T.HEMANGIOMA: (0.85, 0.75, 0.3),
+    T.CAUDA: (0.4, 0.35, 0.45),
     T.SPLEEN: (0.35, 0.5, 0.55),
 }
 for _i, _c in enumerate(("T1", "T2", "STIR")):
@@ -184,6 +190,8 @@ def synthesize_mr(
         tis = np.asarray(tissue.array if isinstance(tissue, Image) else tissue)
     shape = tis.shape
     table = INTENSITY[contrast] * rng.uniform(0.85, 1.15, T.N_TISSUES).astype(np.float32)
+    if rng.random() < 0.5:  # Modic type 2 (fatty) instead of type 1 (oedema)
+        table[T.MODIC] = 0.9 * table[T.SUBCUT_FAT]
     if rng.random() < 0.5:  # vessels: flow void or bright (slow flow / in-flow)
         table[[T.ARTERY, T.VEIN]] = rng.uniform(0.05, 0.7, 2)
     # soft tissue split into random organs / bowel: threshold a smooth field

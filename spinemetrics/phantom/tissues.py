@@ -36,7 +36,10 @@ OTHER_CORTEX = 21  # ilium, ribs (label 0: bone that is not spine)
 OTHER_MARROW = 22
 LIVER = 23
 SPLEEN = 24
-N_TISSUES = 25
+MODIC = 25  # oedema / fatty marrow band next to a degenerate disc (label 1)
+HEMANGIOMA = 26  # focal fatty lesion inside a body (label 1)
+CAUDA = 27  # cauda equina strands inside the thecal sac (label 5)
+N_TISSUES = 28
 
 NAMES = {
     AIR: "air",
@@ -64,6 +67,9 @@ NAMES = {
     OTHER_MARROW: "other_bone_marrow",
     LIVER: "liver",
     SPLEEN: "spleen",
+    MODIC: "modic_marrow",
+    HEMANGIOMA: "hemangioma",
+    CAUDA: "cauda_equina",
 }
 
 #: contract label of each tissue (index = tissue id)

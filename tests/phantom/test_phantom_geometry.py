@@ -265,8 +265,14 @@ def test_left_right_truth_follows_the_asymmetry_parameters():
     p.facet_gap_mm[f"{d}:R"], p.facet_gap_mm[f"{d}:L"] = 10.0, 6.5
     ph = make_phantom(p, spacing=(4.0, 4.0, 4.0), with_image=False)
 
-    def tv(measure, side):
-        return ph.truth_value(d, measure, side)
+    from spinemetrics.phantom.truth import foramen, muscle_areas
+
+    fora = {side: foramen(ph.anatomy, d, side) for side in ("L", "R")}
+    mus = muscle_areas(ph.anatomy, d)
+    names = {"foraminal_height_mm": "height", "foraminal_width_mm": "width"}
+
+    def tv(measure, side):  # the truth table's own functions, for one disc only (fast)
+        return mus[side] if measure.startswith("paraspinal") else fora[side][names[measure]]
 
     # muscle cross-sections scale with the square of the size factor (minus bone overlap)
     ratio = tv("paraspinal_muscle_area_mm2", "R") / tv("paraspinal_muscle_area_mm2", "L")
@@ -294,3 +300,21 @@ def test_non_spine_bone_and_organs_are_background():
     for t in (T.OTHER_CORTEX, T.OTHER_MARROW, T.LIVER, T.SPLEEN, T.KIDNEY, T.SUBCUT_FAT):
         assert (tis == t).any(), T.NAMES[t]
         assert set(np.unique(seg[tis == t]).tolist()) == {0}, T.NAMES[t]
+
+
+def test_tissue_only_details_leave_the_label_maps_unchanged():
+    """Modic bands, haemangiomas and cauda equina strands change tissue, never labels."""
+    from spinemetrics.phantom import tissues as T
+
+    p = random_params(seed=13)
+    p.modic_mm = {"L4-L5": 6.0, "L5-S1": 4.0}
+    p.hemangioma = {"L2": (0.8, -0.8, 0.8, 0.3), "L3": (-1.0, 1.0, -1.0, 0.3)}
+    with_lesions = make_phantom(p, spacing=(2.0, 1.5, 1.5), with_image=False)
+    p.modic_mm, p.hemangioma = {}, {}
+    plain = make_phantom(p, spacing=(2.0, 1.5, 1.5), with_image=False)
+    np.testing.assert_array_equal(with_lesions.seg.array, plain.seg.array)
+    np.testing.assert_array_equal(with_lesions.levels.array, plain.levels.array)
+    tis, lev = with_lesions.tissue.array, with_lesions.levels.array
+    assert set(np.unique(lev[tis == T.MODIC]).tolist()) == {23, 24, 26}
+    assert set(np.unique(lev[tis == T.HEMANGIOMA]).tolist()) == {21, 22}
+    assert set(np.unique(with_lesions.seg.array[tis == T.CAUDA]).tolist()) == {5}

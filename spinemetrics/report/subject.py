@@ -79,7 +79,8 @@ def _axis_names(k: int) -> tuple[str, str]:
 
 
 def _image_figure(views: list[slices.View], structures: list[Structure], *,
-                  titles: bool, cols: int, panel_px: int) -> Fig:
+                  titles: bool, cols: int, panel_px: int,
+                  captions: dict[str, tuple[str, str]] | None = None) -> Fig:
     """One panel per view: grey picture + one RGBA overlay trace per structure."""
     n = len(views)
     rows = int(np.ceil(n / cols))
@@ -104,10 +105,14 @@ def _image_figure(views: list[slices.View], structures: list[Structure], *,
         layout["yaxis" + ya[1:]] = {"domain": [y1 - height, y1], "visible": False,
                                     "scaleanchor": xa, "anchor": xa, "autorange": "reversed"}
         if titles:
+            # Panel title: level name, plus its dural sac area coloured by severity if known.
+            extra, colour = (captions or {}).get(view.name, ("", "#fff"))
+            text = f"<b>{esc(view.name)}</b>" + (
+                f" <span style=\"color:{colour}\">{esc(extra)}</span>" if extra else "")
             layout["annotations"].append({
-                "text": esc(view.name), "x": x0 + width / 2, "y": y1, "xref": "paper",
+                "text": text, "x": x0 + width / 2, "y": y1, "xref": "paper",
                 "yref": "paper", "xanchor": "center", "yanchor": "bottom", "showarrow": False,
-                "font": {"size": 14, "color": "#fff"}})
+                "font": {"size": 13, "color": "#fff"}})
         data.append({"type": "image", "source": slices.png_data_uri(view.grey),
                      "name": f"MRI {view.name}", "hoverinfo": "skip", "meta": {"role": "mri"},
                      "xaxis": xa, "yaxis": ya})
@@ -216,9 +221,10 @@ def _spine_diagram(findings: pd.DataFrame, levels_present: list[str]) -> Fig:
                                                    "color": "#555" if is_disc else "#222"}})
         if sev >= 1:
             # Short wording (label up to its bracket), one line per finding, each with its
-            # own severity mark (! moderate, !! severe); the colour is the level's worst.
+            # own severity mark and colour (! moderate, !! severe).
             ordered = sorted(marks.get(lv, {}).items(), key=lambda kv: -kv[1])
-            msg = "<br>".join(esc(_SEVERITY_MARK[k] + " " + n) for n, k in ordered)
+            msg = "<br>".join(f"<span style=\"color:{SEVERITY_COLORS[k]}\">"
+                              f"{esc(_SEVERITY_MARK[k] + ' ' + n)}</span>" for n, k in ordered)
             notes.append({"x": 4.2, "y": ys[lv], "text": msg, "showarrow": False,
                           "xanchor": "left", "align": "left",
                           "font": {"size": 11.5, "color": SEVERITY_COLORS[sev]}})
@@ -441,8 +447,15 @@ def subject_report(
     planes = slices.disc_planes(levels_c, seg_c)
     _axial_lines(sag_fig, sag, planes)
     axial_views = [slices.render_view(n, image_c, seg_c, p) for n, p in planes]
+    captions = {}
+    for r in tab[(tab["measure"] == "dural_sac_area_mm2") & (tab["side"] == "")].itertuples():
+        if np.isfinite(r.value):
+            sev = flags.get((r.level, "", "dural_sac_area_mm2"), 0)
+            colour = {1: "#ffc15e", 2: "#ff6b5a"}.get(sev, "#d8e2ec")
+            mark = f" {_SEVERITY_MARK[sev]}" if sev else ""
+            captions[r.level] = (f"· dural sac {r.value:.0f} mm²{mark}", colour)
     ax_fig = (_image_figure(axial_views, present, titles=True, cols=min(3, len(axial_views)),
-                            panel_px=230) if axial_views else None)
+                            panel_px=230, captions=captions) if axial_views else None)
 
     spine_fig = _spine_diagram(findings, tab["level"].unique().tolist())
 

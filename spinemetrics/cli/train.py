@@ -24,13 +24,14 @@ def register(app: typer.Typer) -> None:
         init: Path | None = typer.Option(None, help="Start from these weights (fine-tuning)."),
         steps: int = typer.Option(20000, help="Optimiser steps."),
         batch: int = typer.Option(8, help="Batch size."),
-        lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, cosine decay)."),
+        lr: float = typer.Option(3e-3, help="Peak learning rate (AdamW, cosine decay)."),
         seed: int = typer.Option(0, help="Seed (synthesis, initialisation, validation)."),
         threads: int = typer.Option(1, help="Torch threads of the training process."),
         workers: int = typer.Option(1, help="Synthesis worker processes."),
         minutes: float | None = typer.Option(None, help="Stop after this many minutes."),
         checkpoint_minutes: float = typer.Option(5.0, help="Checkpoint/validation interval."),
         resume: bool = typer.Option(False, help="Resume from OUT/ckpt.pt."),
+        patch: int = typer.Option(128, help="Training patch size (pixels of 1 mm)."),
         cache: Path | None = typer.Option(None, help="Phantom cache folder (phantom_<seed>.npz)."),
         cached_only: bool = typer.Option(
             False, help="Use only phantoms already in --cache and pick up new ones while "
@@ -58,7 +59,9 @@ def register(app: typer.Typer) -> None:
 
             others = [s for s in sources if not s.name.startswith("phantom/")]
             return phantom_sources(list(range(phantoms)), cache, True) + others
-        cfg = TrainConfig(steps=steps, batch_size=batch, lr=lr, seed=seed, threads=threads,
+        from spinemetrics.segment.synth import SynthConfig
+
+        cfg = TrainConfig(synth=SynthConfig(patch=(patch, patch)), steps=steps, batch_size=batch, lr=lr, seed=seed, threads=threads,
                           loader_workers=workers, max_minutes=minutes,
                           checkpoint_minutes=checkpoint_minutes,
                           init_weights=str(init) if init else None)

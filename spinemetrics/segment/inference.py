@@ -135,12 +135,13 @@ def load_model(
 
 def _check_input(img: Image) -> list[str]:
     warnings: list[str] = []
-    ny, nz = img.shape[1], img.shape[2]
+    # The acquisition plane is spanned by the two largest array axes (sagittal or not).
+    a, b = sorted(img.shape)[1:]
     name = Path(str(img.meta.get("source_path", "image"))).name
-    if min(ny, nz) < MIN_INPLANE_PX:
+    if min(a, b) < MIN_INPLANE_PX:
         raise ImageGeometryError(
-            f"{name} has only {ny}x{nz} voxels in the sagittal plane (minimum "
-            f"{MIN_INPLANE_PX}); pass the full sagittal series, not a crop or a single line"
+            f"{name} has only {a}x{b} voxels in its acquisition plane (minimum "
+            f"{MIN_INPLANE_PX}); pass the full series, not a crop, thumbnail or single line"
         )
     n = int(np.prod(img.shape))
     if n > MAX_VOXELS:

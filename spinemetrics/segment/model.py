@@ -26,7 +26,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "out_channels": 12,  # background + 11 structures (CONTRACT §2)
     "channels": (16, 32, 64, 128, 256),
     "strides": (2, 2, 2, 2),
-    "num_res_units": 2,
+    "num_res_units": 1,
     "norm": "instance",
     "inplane_spacing_mm": 1.0,  # slices are resampled to this in-plane grid
     "context_spacing_mm": 3.5,  # preferred distance between channel slices at inference

@@ -28,7 +28,7 @@ __all__ = ["SynthConfig", "Synthesizer", "normalize_percentile"]
 class SynthConfig:
     """Ranges of the randomisation (all lengths in mm; the patch grid is 1 mm)."""
 
-    patch: tuple[int, int] = (160, 160)
+    patch: tuple[int, int] = (128, 128)
     n_ctx: int = 3
     slice_spacing_mm: tuple[float, float] = (1.0, 6.0)
     rotation_inplane_deg: float = 25.0

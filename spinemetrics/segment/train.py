@@ -39,14 +39,14 @@ class TrainConfig:
 
     steps: int = 20000
     batch_size: int = 8
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
-    warmup_steps: int = 200
+    warmup_steps: int = 100
     seed: int = 0
     threads: int = 1
     loader_workers: int = 1
     checkpoint_minutes: float = 5.0
-    val_samples: int = 48
+    val_samples: int = 24
     max_minutes: float | None = None
     init_weights: str | None = None  # fine-tune from these weights
     synth: SynthConfig = field(default_factory=SynthConfig)

@@ -87,7 +87,7 @@ def test_phantom_dice_above_modest_threshold(phantom_t2):
 
 def test_tiny_image_is_refused():
     img = Image(np.ones((5, 20, 200), np.float32), np.eye(4))
-    with pytest.raises(ImageGeometryError, match="sagittal plane"):
+    with pytest.raises(ImageGeometryError, match="acquisition plane"):
         segment(img, model=_stub())
 
 
@@ -110,7 +110,7 @@ def test_ct_like_and_axial_inputs_warn():
     rng = np.random.default_rng(1)
     ct = rng.normal(40, 30, (10, 64, 64)).astype(np.float32)
     ct[:, :10] = -1000  # air
-    ct[:, 30:34, 30:34] = 900  # bone
+    ct[:, 30:42, 30:42] = 900  # bone
     res = segment(Image(ct, np.diag([3.5, 1, 1, 1])), model=_stub(0))
     assert any("CT" in w for w in res.warnings)
     axial = Image(rng.normal(100, 10, (64, 64, 10)).astype(np.float32), np.diag([1, 1, 4.0, 1]))

@@ -25,6 +25,8 @@ class Session:
     def __init__(self, browser, path):
         self.errors, self.requests, self.dialogs = [], [], []
         self.page = browser.new_page(viewport={"width": 1280, "height": 900})
+        # Parsing 5 MB of inline plotly.js can take many seconds on a busy shared CPU.
+        self.page.set_default_timeout(120_000)
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error"
                      else None)
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))

@@ -134,20 +134,18 @@ def test_structure_toggles_hide_and_show_overlays(subject_page):
     before = s.page.evaluate(count)
     assert s.page.evaluate(visible, "vertebral_body") == [True]
     s.page.uncheck("input[data-structure=vertebral_body]")
-    s.page.wait_for_timeout(200)
+    s.page.wait_for_function(f"n => {count} === n", arg=before - 1)
     assert s.page.evaluate(visible, "vertebral_body") == [False]
-    assert s.page.evaluate(count) == before - 1
     # The same structure also disappears from every axial disc view.
     axial = s.page.evaluate("""() => document.getElementById('axial').data
         .filter(t => t.meta && t.meta.structure === 'intervertebral_disc')
         .map(t => t.visible !== false)""")
     assert axial and all(axial)
     s.page.click("#tog-none")
-    s.page.wait_for_timeout(200)
-    assert s.page.evaluate(count) == 1  # only the MRI left
+    s.page.wait_for_function(f"() => {count} === 1")  # only the MRI left
     s.page.click("#tog-all")
-    s.page.wait_for_timeout(200)
-    assert s.page.evaluate(count) == before
+    s.page.wait_for_function(f"n => {count} === n", arg=before)
+    assert s.page.evaluate(visible, "vertebral_body") == [True]
     assert s.errors == []
 
 

@@ -1,0 +1,99 @@
+"""Level naming from semantic maps (contract §3) on the analytic spine and noisy variants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from analytic import analytic_spine
+
+from spinemetrics.errors import LabelError
+from spinemetrics.image import Image
+from spinemetrics.levels import derive_levels
+
+
+@pytest.fixture(scope="module")
+def spine():
+    return analytic_spine((1.5, 1.5, 1.5))
+
+
+def _agreement(derived: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    return float((derived[mask] == truth[mask]).mean())
+
+
+def test_names_anchor_at_sacrum(spine):
+    seg, lev, _ = spine
+    res = derive_levels(seg)
+    out = res.levels.array
+    for label in (1, 3, 4):  # bodies, sacrum, discs: exact
+        m = seg.array == label
+        assert _agreement(out, lev.array, m) == 1.0
+    # posterior elements: flood fill from the pedicles gives each arch its own body's id
+    assert _agreement(out, lev.array, seg.array == 2) > 0.97
+    assert set(res.qc) == {"L1", "L2", "L3", "L4", "L5", "S1", "L1-L2", "L2-L3", "L3-L4",
+                           "L4-L5", "L5-S1"}
+    assert set(res.qc.values()) == {"ok"}
+    assert res.lumbar_sized_count == 5 and res.warnings == []
+
+
+def test_given_levels_are_kept_and_checked(spine):
+    seg, lev, _ = spine
+    res = derive_levels(seg, levels=lev)
+    assert res.levels is lev
+    assert res.qc["L3"] == "ok"
+
+
+def test_no_sacrum_is_level_uncertain():
+    seg, _, _ = analytic_spine((1.5, 1.5, 1.5), sacrum=False)
+    res = derive_levels(seg)
+    assert any("no sacrum" in w for w in res.warnings)
+    assert all("level_uncertain" in q for q in res.qc.values())
+    assert 24 in np.unique(res.levels.array)  # lowest body assumed L5
+
+
+def test_six_lumbar_sized_bodies_flag_lstv_without_renaming():
+    seg, _, _ = analytic_spine((1.5, 1.5, 1.5), n_lumbar=6)
+    res = derive_levels(seg)
+    assert res.lumbar_sized_count == 6
+    assert any("transitional" in w for w in res.warnings)
+    assert all("lstv_suspected" in q for q in res.qc.values())
+    # sacrum-anchored names: the top body is T12 (19), not L1; nothing silently relabelled
+    ids = set(np.unique(res.levels.array)) - {0}
+    assert {19, 20, 24, 26, 119, 124} <= ids and 25 not in ids
+
+
+def test_noise_fragments_dropped_and_merged_bodies_split(spine):
+    seg, lev, _ = spine
+    arr = seg.array.copy()
+    # a spurious 3x3x3 "body" blob far from the spine (CNN false positive)
+    arr[2:5, 2:5, 2:5] = 1
+    # bridge L3 and L4 through the L3-L4 disc core (missed disc centre)
+    disc = lev.array == 122
+    idx = np.argwhere(disc)
+    centre = idx.mean(axis=0)
+    core = disc & (np.linalg.norm(np.indices(arr.shape).transpose(1, 2, 3, 0) - centre, axis=-1)
+                   < 4.0)
+    arr[core] = 1
+    res = derive_levels(seg.with_array(arr))
+    assert any("fragment" in w for w in res.warnings)
+    assert any("merged" in w for w in res.warnings)
+    out = res.levels.array
+    bodies = seg.array == 1
+    assert _agreement(out, lev.array, bodies) > 0.97
+    assert set(np.unique(out[bodies])) == {20, 21, 22, 23, 24}
+
+
+def test_body_cut_by_field_of_view_is_partial(spine):
+    seg, _, _ = spine
+    z_body = np.nonzero((seg.array == 1).any(axis=(0, 1)))[0]
+    cut = int(z_body.max() - 8)  # through the top body
+    arr = seg.array[:, :, :cut]
+    res = derive_levels(Image(arr.copy(), seg.affine))
+    assert "partial_fov" in res.qc["L1"]
+    assert res.qc["L3"] == "ok"
+
+
+def test_no_bodies_raises():
+    arr = np.zeros((10, 10, 10), np.uint8)
+    arr[2:5, 2:5, 2:5] = 4
+    with pytest.raises(LabelError):
+        derive_levels(Image(arr, np.eye(4)))

@@ -137,7 +137,8 @@ def _heatmaps(corr: pd.DataFrame) -> go.Figure:
     for col, m in enumerate(MEASURES, start=1):
         c = corr[corr.measure == m]
         levels = order_levels(set(c.level_a) | set(c.level_b))
-        mat = pd.DataFrame(np.eye(len(levels)), index=levels, columns=levels)
+        # diagonal left blank: rho = 1 by definition and it would swamp the colour scale
+        mat = pd.DataFrame(np.full((len(levels),) * 2, np.nan), index=levels, columns=levels)
         txt = mat.map(lambda _: "")
         for r in c.itertuples():
             mat.loc[r.level_a, r.level_b] = mat.loc[r.level_b, r.level_a] = r.rho

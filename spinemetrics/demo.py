@@ -105,9 +105,14 @@ def _index_html(result: DemoResult) -> str:
     for name in DEMO_STEPS[:-1]:
         rows.append(f"<tr><td>{name}</td><td>{html.escape(result.status.get(name, '-'))}</td>"
                     f"<td>{result.seconds.get(name, 0):.1f} s</td></tr>")
+    first = ("subject report", "cohort dashboard")
+    ordered = [k for k in first if k in result.outputs] + [
+        k for k in result.outputs if k not in first and k != "index"]
     links = "".join(
-        f'<li><a href="{html.escape(str(p.relative_to(result.out_dir)))}">{html.escape(k)}</a></li>'
-        for k, p in result.outputs.items() if p.exists() and p.is_relative_to(result.out_dir)
+        f'<li><a href="{html.escape(str(result.outputs[k].relative_to(result.out_dir)))}">'
+        f"{html.escape(k)}</a></li>"
+        for k in ordered
+        if result.outputs[k].exists() and result.outputs[k].is_relative_to(result.out_dir)
     )
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
     return (

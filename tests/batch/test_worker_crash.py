@@ -34,7 +34,9 @@ def test_worker_crash_is_recorded_and_others_finish(batch_inputs, tmp_path, monk
         summary = run_batch(items, tmp_path / "out", workers=1, report=False,
                             segmenter="crashing_seg_for_test:segment")
     errors = collect_errors(tmp_path / "out")
-    assert (summary.done, summary.failed) == (1, 1), errors.to_dict("records")
+    # sub-01's result may have been lost with the dead worker and recomputed: the rerun finds
+    # its done-marker and reports "skipped", so count successes, not fresh analyses.
+    assert (summary.succeeded, summary.failed) == (1, 1), errors.to_dict("records")
     assert errors.subject.tolist() == ["sub-02"] and errors.stage.tolist() == ["worker"]
     assert "worker died" in errors.reason.iloc[0]
     assert set(read_measurements(tmp_path / "out").subject) == {"sub-01"}

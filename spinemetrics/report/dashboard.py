@@ -58,7 +58,7 @@ def load_stats(source: Any) -> dict[str, pd.DataFrame | None]:
     dict
         ``correlations``, ``models``, ``table``, ``covariates`` (each a DataFrame or None).
     """
-    keys = ("correlations", "models", "table", "covariates")
+    keys = ("correlations", "models", "table", "covariates", "neighbour_odds", "adjacency")
     out: dict[str, pd.DataFrame | None] = dict.fromkeys(keys)
     if source is None:
         return out
@@ -67,7 +67,7 @@ def load_stats(source: Any) -> dict[str, pd.DataFrame | None]:
         if not d.is_dir():
             raise InputError(f"statistics folder {d} not found; run 'spinemetrics stats TABLE "
                              "-o DIR' first or pass the folder it wrote")
-        for key in ("correlations", "models"):
+        for key in ("correlations", "models", "neighbour_odds", "adjacency"):
             p = d / f"{key}.csv"
             out[key] = _read(p) if p.exists() else None
         for name in _TABLE_NAMES:
@@ -160,6 +160,36 @@ def _models_payload(models: pd.DataFrame | None) -> list[dict]:
         rows.append({k: _nan_to_none(v) if k not in ("measure", "term", "method", "side")
                      else ("" if v is None else str(v)) for k, v in r.items()})
     return rows
+
+
+_ODDS_COLUMNS = ("finding", "level", "neighbour_level", "side", "n", "n_both", "odds_ratio",
+                 "ci_low", "ci_high", "p_value", "q_value", "or_method")
+_ADJ_COLUMNS = ("measure", "side", "level_kind", "n_subjects", "mean_rho_adjacent",
+                "mean_rho_distant", "difference", "p_value", "q_value", "n_permutations")
+
+
+def _frame_html(df: pd.DataFrame | None, columns: tuple[str, ...], summary: str,
+                max_rows: int = 500) -> str:
+    """A collapsible, escaped HTML table of selected columns (numbers to 3 significant digits)."""
+    if df is None or df.empty:
+        return ""
+    cols = [c for c in columns if c in df.columns]
+    head = "".join(f"<th>{esc(c)}</th>" for c in cols)
+    body = []
+    for row in df[cols].head(max_rows).itertuples(index=False):
+        cells = []
+        for v in row:
+            if isinstance(v, (float, np.floating)):
+                text = "—" if not np.isfinite(v) else (f"{v:.3g}" if abs(v) < 1e4 else f"{v:,.0f}")
+            else:
+                text = "" if v is None else str(v)
+            cells.append(f"<td>{esc(text)}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    more = (f"<p class=\"note\">First {max_rows} of {len(df)} rows; the full table is in the "
+            "stats folder.</p>" if len(df) > max_rows else "")
+    return (f"<details><summary>{esc(summary)} ({len(df)} rows)</summary><div class=\"tablewrap\">"
+            f"<table class=\"stats\"><thead><tr>{head}</tr></thead><tbody>{''.join(body)}"
+            f"</tbody></table></div>{more}</details>")
 
 
 def _select(id_: str, label: str, options: list[tuple[str, str]], value: str = "",
@@ -280,10 +310,16 @@ odds and centile points. Correlations and model coefficients are whole-cohort re
 <section id="distributions"><h2>Distributions by level</h2><div class="grid2">
 <div id="dist" class="fig"></div><div id="dist-hist" class="fig"></div></div></section>
 <section id="correlations"><h2>Level × level correlation</h2>
-<div id="corr" class="fig"></div></section>
+<div id="corr" class="fig"></div>
+{_frame_html(stats.get("adjacency"), _ADJ_COLUMNS,
+             "Do adjacent levels correlate more than distant ones? (permutation test)")}
+</section>
 <section id="findings"><h2>Findings</h2>
 <p class="hint" id="finding-def"></p><div class="grid2">
-<div id="prev" class="fig"></div><div id="odds" class="fig"></div></div></section>
+<div id="prev" class="fig"></div><div id="odds" class="fig"></div></div>
+{_frame_html(stats.get("neighbour_odds"), _ODDS_COLUMNS,
+             "Whole-cohort neighbouring-level odds ratios from spinemetrics stats (exact CI)")}
+</section>
 <section id="models"><h2>Regression models</h2><div id="forest" class="fig"></div></section>
 <section id="centiles"><h2>Centile curves</h2>
 <div class="filters" style="position:static">

@@ -185,6 +185,9 @@ def test_dashboard_reads_the_stats_engine_outputs(tmp_path):
     assert m["rho"][i][j] == pytest.approx(row["rho"]) and m["rho"][j][i] == m["rho"][i][j]
     terms = {r["term"] for r in data["models"] if r["measure"] == "dural_sac_area_mm2"}
     assert "age" in terms
+    odds = pd.read_csv(tmp_path / "st" / "neighbour_odds.csv")
+    assert len(odds) > 0
+    assert f"exact CI) ({len(odds)} rows)" in text
 
 
 def test_sample_cap_zero_embeds_no_subject(tmp_path):

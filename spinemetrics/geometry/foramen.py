@@ -19,6 +19,8 @@ from 3 mm in front of the disc to 1.5 mm behind the anterior face of the upper l
 
 If the region reaches the window's upper or lower edge (which runs through the pedicle
 centres), the plane has missed a pedicle and the foramen is open: NaN, qc ``foramen_open``.
+A region under 20 mm² or under 5 mm high is a gap between labels, not a foramen: NaN, qc
+``foramen_not_found``.
 
 This is the definition of the phantom's truth (``spinemetrics.phantom.truth.foramen``), so the
 validation compares like with like. On 3–4 mm sagittal stacks the plane's position is known to
@@ -156,7 +158,10 @@ def compute(model: SpineModel) -> list[Record]:
                     "foraminal_width_mm": float((r.max() - r.min() + 1) * STEP_MM),
                     "foraminal_area_mm2": float(reg.sum() * STEP_MM**2),
                 }
-                if "partial_fov" in qc or "foramen_open" in qc:
+                if vals["foraminal_area_mm2"] < 20.0 or vals["foraminal_height_mm"] < 5.0:
+                    # A sliver between labels, not a foramen (label noise, plane off target).
+                    qc = set(qc) | {"foramen_not_found"}
+                if qc & {"partial_fov", "foramen_open", "foramen_not_found"}:
                     vals = dict.fromkeys(MEASURES, float("nan"))
                 if through > 2.0:
                     qc = set(qc) | {"low_confidence"}

@@ -96,7 +96,11 @@ def run_child(workdir: Path, permutations: int) -> dict:
     stamps = {}
 
     def progress(measure: str, i: int, n: int) -> None:
-        stamps[f"{i:02d}_{measure}"] = round(time.perf_counter() - t0, 1)
+        c = resource.getrusage(resource.RUSAGE_SELF)
+        stamps[f"{i:02d}_{measure}"] = [
+            round(time.perf_counter() - t0, 1),
+            round(c.ru_utime + c.ru_stime, 1),
+        ]
 
     res = run_stats(
         workdir / "measurements.parquet",
@@ -106,9 +110,12 @@ def run_child(workdir: Path, permutations: int) -> dict:
         progress=progress,
     )
     total = time.perf_counter() - t0
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
     return {
+        "cpu_seconds_self": round(cpu.ru_utime + cpu.ru_stime, 1),
+        "progress_wall_s": stamps,
         "seconds_total": round(total, 1),
-        "seconds_store_ready": stamps.get(next(iter(sorted(stamps)), ""), None),
+        "seconds_store_ready": stamps.get(next(iter(sorted(stamps)), ""), [None])[0],
         "n_subjects": res.summary["n_subjects"],
         "n_rows": res.summary["n_rows"],
         "correlation_rows": len(res.correlations),

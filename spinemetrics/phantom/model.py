@@ -968,7 +968,7 @@ def _lf_shape(
 ) -> Shape:
     canal = an.canal
     ratio = an.params.sac_lr_ap_ratio
-    s_lo, s_hi = sd - 0.5 * hd - 5.0, sd + 0.5 * hd + 8.0
+    s_lo, s_hi = sd - 0.5 * hd - 8.0, sd + 0.5 * hd + 6.0
     c0, c1 = canal.point(s_lo), canal.point(s_hi)
     blo = np.minimum(c0, c1) - 35.0
     bhi = np.maximum(c0, c1) + 35.0
@@ -1053,6 +1053,7 @@ def _posterior_elements(an: Anatomy, v: str) -> list[Shape]:
     for sgn in (-1.0, 1.0):
         # the pedicle runs from the articular pillar into the body; at its lateral edge the
         # elliptic body wall lies anterior of the mid-line wall, so reach 4 mm inside it there
+        # (otherwise the foraminal plane sees a gap between pedicle and body)
         edge = min((xp + wp / 2.0) / (b.width_mm / 2.0), 1.0)
         a_front = -(D / 2.0) * np.sqrt(1.0 - edge**2) + 4.0
         a_back = pw - C - 1.5
@@ -1064,8 +1065,8 @@ def _posterior_elements(an: Anatomy, v: str) -> list[Shape]:
         )
         se(
             "lamina",
-            (sgn * (xp / 2.0 + 1.0), pw - C - Lt / 2.0 + 0.5, -1.5),
-            (xp / 2.0 + 2.0, Lt / 2.0, Hm / 2.0 + 0.5),
+            (sgn * (xp / 2.0 + 1.0), pw - C - Lt / 2.0 + 0.5, -0.2 * Hm),
+            (xp / 2.0 + 2.0, Lt / 2.0, 0.35 * Hm),
             4.0,
             _rot_u(sgn * 12.0),
         )
@@ -1078,21 +1079,23 @@ def _posterior_elements(an: Anatomy, v: str) -> list[Shape]:
         # it reaches back past the lamina front so that, with the inferior articular process
         # of the vertebra above, it closes the foramen posteriorly (no leak behind the facet)
         a_f = a_wall - gap
-        a_b = min(a_f - 11.0, pw - C - 3.0)
-        se("sap", (sgn * xp, 0.5 * (a_f + a_b), Hm / 2.0 + 3.0), (6.5, 0.5 * (a_f - a_b), 8.5), 3.0)
-        se("iap", (sgn * (xp - 1.0), pw - C - 1.0, -Hm / 2.0 - 3.0), (4.5, 5.0, 9.0), 2.5)
+        a_b = min(a_f - 9.0, pw - C + 1.0)
+        se("sap", (sgn * xp, 0.5 * (a_f + a_b), Hm / 2.0 + 3.0), (5.0, 0.5 * (a_f - a_b), 8.5), 3.0)
+        se("iap", (sgn * (xp - 1.0), pw - C - 1.0, -Hm / 2.0 - 3.0), (4.0, 4.5, 8.0), 2.5)
         se(
             "tp",
             (sgn * (xp + wp / 2.0 + tp_len / 2.0), pw - 0.6 * C, 0.1 * Hm),
             (tp_len / 2.0 + 2.0, 4.0, 8.0 if lumbar_index >= 5 else 5.5),
             2.5,
         )
-    se("lamina_mid", (0.0, pw - C - Lt / 2.0, 0.0), (6.0, Lt / 2.0, Hm / 2.0 + 2.0), 6.0)
+    # mid-line block centred on the mid-vertebral plane: its anterior face is exactly the
+    # plane a = −D/2 − canal_ap at u = 0 (canal_ap truth)
+    se("lamina_mid", (0.0, pw - C - Lt / 2.0, 0.0), (5.0, Lt / 2.0, 0.3 * Hm), 6.0)
     sp_len = 30.0 if kind == "L" else 26.0
     se(
         "spinous",
         (0.0, pw - C - Lt - sp_len / 2.0 + 3.0, -0.15 * Hm),
-        (3.5, sp_len / 2.0, 0.36 * Hm),
+        (3.5, sp_len / 2.0, 0.3 * Hm),
         3.0,
         _rot_x(-12.0),
     )

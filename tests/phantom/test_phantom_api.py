@@ -111,16 +111,28 @@ def test_render_speed_1mm_with_image():
     assert cpu < 8.0
 
 
-def test_disc_to_body_volume_ratio_matches_real_label_maps(shared_data, small):
-    """Proportions: disc/body volume ratio within ±35 % of a real SPINEPS reference map."""
+def test_volume_proportions_match_real_label_maps(shared_data):
+    """Disc/body and dural-sac/body volume ratios within ±35 % of a real SPINEPS map.
+
+    Compared on the same geometry as the real map (0.586 mm in-plane, 3.3 mm slices, a 56 mm
+    left-right slab). Posterior elements are *not* compared: the phantom's are ≈ 2.8× the
+    reference's relative to the bodies (see docs/phantom.md, limitations).
+    """
     img = nib.load(shared_data / "panoptica_lumbar_labels" / "semantic" / "ref.nii.gz")
     arr = np.asarray(img.dataobj)
-    real = (arr == 100).sum() / ((arr == 49) | (arr == 62)).sum()
-    seg = small.seg.array
-    lev = small.levels.array
-    lumbar = (lev >= 19) & (lev <= 24) | (lev >= 119) & (lev <= 124)
-    phantom = ((seg == 4) & lumbar).sum() / ((seg == 1) & lumbar).sum()
-    assert phantom == pytest.approx(real, rel=0.35)
+    body = np.isin(arr, (49, 62)).sum()
+    real_disc = (arr == 100).sum() / body
+    real_sac = np.isin(arr, (60, 61)).sum() / body  # cord and canal (ids swapped in ref)
+    ph = make_phantom(
+        random_params(seed=1),
+        spacing=(3.3, 0.586, 0.586),
+        with_image=False,
+        fov_mm=(56.0, 300.0, 300.0),
+    )
+    seg = ph.seg.array
+    pbody = (seg == 1).sum()
+    assert (seg == 4).sum() / pbody == pytest.approx(real_disc, rel=0.35)
+    assert np.isin(seg, (5, 6)).sum() / pbody == pytest.approx(real_sac, rel=0.35)
 
 
 def test_cli_writes_contract_files(tmp_path):

@@ -1,0 +1,123 @@
+# ruff: noqa: E501  (Markdown table rows in the template)
+"""Write docs/measures.md: every geometry measure with unit, definition, citation and its
+validation figure (MAE against the phantom truth from benchmarks/validate_geometry.py CSVs).
+
+Usage::
+
+    python docs/gen_measures_reference.py [VALIDATION_CSV ...]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from spinemetrics.atomic import atomic_write_text
+from spinemetrics.geometry import MEASURE_INFO
+from spinemetrics.geometry.measure import FAMILIES
+
+HEADER = """# Geometry measures
+
+Every value of the contract §5 long table (`spinemetrics measure`, `spinemetrics.geometry.measure`),
+with its unit, definition, literature tag (MEASURES.md section and reference ids; [V] verified,
+[S] secondary, [C] code, [D] design decision) and how well it reproduces the phantom's exact
+truth (`benchmarks/validate_geometry.py`, details in [validation.md](validation.md)).
+
+## Conventions shared by every measure
+
+* **World millimetres.** Masks are read on points in world space (rays, oblique planes) by
+  trilinear interpolation of the 0/1 mask (boundary at 0.5; bone, disc and sac masks are
+  pre-filtered with a 0.6-voxel Gaussian along the fine axes to remove the voxel staircase).
+  Nothing is measured along array axes, so oblique and anisotropic (0.5 × 0.5 × 4 mm) scans
+  give the numbers of straight isotropic ones (MEASURES.md §0).
+* **Local frames** (`geometry/model.py`). Vertebra: origin = body centroid; SI = bisector of
+  the two fitted endplate planes (starting from the line joining the neighbouring body
+  centroids); AP = body → dural sac, reversed; LR = AP × SI. Disc: origin = disc centroid;
+  SI = bisector of the bounding endplates re-fitted from inside the disc; AP from the upper
+  vertebra. Endplate planes are least-squares fits (one outlier-rejection round) to the
+  sub-voxel exits of 63 rays cast along ±SI over the central 60 % of the section.
+* **Heights** are taken along the local SI axis at 10 / 50 / 90 % of the depth from the
+  anterior edge, as the trimmed mean of 25 parallel rays on a 2 × 3 mm patch.
+* **Canal centreline**: 2-mm dural-sac section centroids along the spine, Gaussian-smoothed
+  (σ = 3 mm) and interpolated by a cubic spline. "At a disc / vertebra" = where the disc's
+  (body's) mid-plane crosses the centreline; sections are ⟂ the centreline tangent.
+* **Angles** are differences of sagittal tilts of endplate normals projected on the
+  mid-sagittal plane; positive = lordotic (anterior opening).
+* **Sides**: `R` = patient right (+LR), `L` = left.
+
+## qc values
+
+| qc | meaning |
+|---|---|
+| `ok` | measured, nothing to report |
+| `partial_fov` | the structure reaches the edge of the field of view (values that depend on the cut part are NaN) |
+| `level_uncertain` | no sacrum in view: names assume the lowest body is L5 |
+| `lstv_suspected` / `lstv` | 4 or 6 lumbar(-sized) vertebrae (derived heuristic / given L6) — names kept sacrum-anchored |
+| `size_outlier` | body < 50 % of its neighbours' volume (fragment or mis-segmentation) |
+| `merged_split` | a disc came in several components (merged) |
+| `not_segmented` | the structure the measure needs is absent from the label map |
+| `no_canal` | no canal centreline crossing at this level (dural sac missing) |
+| `no_ligamentum_flavum` | disc-level canal AP / foramen need the ligamentum flavum label |
+| `foramen_open` / `foramen_not_found` | the foraminal plane missed a pedicle / only a sliver between labels |
+| `low_confidence` | thin structure or foramen measured across > 2-mm slices (MEASURES.md §0b) |
+| `endplate_fit_failed` / `endplate_from_disc_mask` | endplate plane could not be fitted / a neighbouring bone is missing, the disc surface was used |
+| `missing_neighbour` / `missing_endplate` | an angle or slip needs a vertebra or endplate that is not in view |
+| `ap_from_scanner` | no canal or arch to orient AP: scanner AP used |
+| `not_measurable` | NaN for another reason |
+"""
+
+
+def main(argv: list[str]) -> int:
+    mae = None
+    if argv:
+        df = pd.concat([pd.read_csv(f, keep_default_na=False, na_values=[""]) for f in argv])
+        df["unit"] = df["measure"].map(lambda m: MEASURE_INFO[m].unit if m in MEASURE_INFO else "")
+        err = df["value_m"] - df["value_t"]
+        rel = df["unit"].isin(["mm2", "mm3"])
+        err[rel] = 100 * err[rel] / df.loc[rel, "value_t"].abs()
+        df["abs"] = err.abs()
+        mae = df.groupby(["measure", "spacing"])["abs"].mean().unstack()
+        n_seeds = df["seed"].nunique()
+    lines = [HEADER]
+    titles = {"disc": "Disc", "vertebra": "Vertebral body", "canal": "Central canal",
+              "foramen": "Neural foramen", "alignment": "Alignment",
+              "soft_tissue": "Soft tissue"}
+    for fam, mod in FAMILIES.items():
+        lines.append(f"## {titles[fam]} (`spinemetrics/geometry/{fam}.py`)\n")
+        doc = (mod.__doc__ or "").strip().split("\n\n", 1)
+        if len(doc) > 1:
+            lines.append(doc[1].strip() + "\n")
+        hdr = "| measure | level | unit | definition | source |"
+        sep = "|---|---|---|---|---|"
+        if mae is not None:
+            hdr += " MAE 1 mm iso | MAE 0.5×0.5×4 mm |"
+            sep += "---|---|"
+        lines += [hdr, sep]
+        for name, info in mod.MEASURES.items():
+            level = info.level_kind + (", side" if info.sided else "")
+            row = f"| `{name}` | {level} | {info.unit} | {info.definition} | {info.citation} |"
+            if mae is not None:
+                u = "%" if info.unit in ("mm2", "mm3") else info.unit
+                vals = []
+                for sp in ("iso_1mm", "sag_0.5x0.5x4mm"):
+                    v = mae.get(sp, pd.Series(dtype=float)).get(name, np.nan)
+                    vals.append("–" if not np.isfinite(v) else f"{v:.2f} {u}")
+                row += f" {vals[0]} | {vals[1]} |"
+            lines.append(row)
+        lines.append("")
+    if mae is not None:
+        lines.append(f"Validation: {n_seeds} random phantoms × 2 spacings, random oblique "
+                     "rotations ≤ 20° per axis; MAE of measured − truth (areas/volumes in % of "
+                     "truth). `–`: no truth for that measure (e.g. `slip_mm`, disc-level canal "
+                     "AP).\n")
+    out = Path(__file__).with_name("measures.md")
+    atomic_write_text(out, "\n".join(lines))
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -142,6 +142,15 @@ def test_postprocess_drops_fragments_known_sizes():
     assert (out == Structure.vertebral_body).sum() == 4000
     assert (out == Structure.sacrum).sum() == 1024
     assert len(notes) == 2
+    # A body far (> 25 mm) from the canal is dropped, one next to it kept.
+    lab2 = np.zeros((30, 120, 60), np.uint8)
+    lab2[10:20, 10:20, 5:55] = Structure.thecal_sac  # canal, 5000 mm³
+    lab2[10:20, 22:40, 10:25] = Structure.vertebral_body  # 2 mm in front of it
+    lab2[10:20, 80:100, 10:25] = Structure.vertebral_body  # 60 mm in front (bowel-like)
+    out3, notes3 = postprocess(lab2, 1.0, (1.0, 1.0, 1.0))
+    assert (out3[10:20, 22:40, 10:25] == Structure.vertebral_body).all()
+    assert not (out3[:, 80:100] == Structure.vertebral_body).any()
+    assert any("far from the spinal canal" in n for n in notes3)
     # At 0.1 mm³ voxels the 4000-voxel body is only 400 mm³ and still kept; 8 voxels are not.
     out2, _ = postprocess(lab, 0.1)
     assert (out2 == Structure.vertebral_body).sum() == 4000

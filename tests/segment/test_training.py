@@ -75,7 +75,8 @@ def test_synthetic_patch_labels_follow_geometry():
     seg = _toy_seg()
     src = from_contract_seg(seg, name="toy", rng=np.random.default_rng(0))
     cfg = SynthConfig(patch=(80, 120), rotation_inplane_deg=0, rotation_tilt_deg=0,
-                      scale=(1.0, 1.0), scale_aniso=0.0, elastic_mm=0.0, p_fov_cut=0.0, p_offmid=0.0)
+                      scale=(1.0, 1.0), scale_aniso=0.0, elastic_mm=0.0, p_fov_cut=0.0,
+                      p_offmid=0.0)
     syn = Synthesizer([src], config=cfg, seed=0)
     syn._centres[0] = np.array([[20.0, 39.5, 59.5]], np.float32)
     syn.rng = np.random.default_rng(0)

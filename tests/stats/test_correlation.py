@@ -66,8 +66,8 @@ def test_fisher_bonett_wright_interval_by_hand():
 
 def test_bootstrap_interval_is_seeded_and_brackets_rho():
     wide = _ar1_wide(120, 0.7, seed=3)
-    a = level_correlations(wide, ci="bootstrap", n_boot=300, seed=9)
-    b = level_correlations(wide, ci="bootstrap", n_boot=300, seed=9)
+    a = level_correlations(wide, ci="bootstrap", n_boot=200, seed=9)
+    b = level_correlations(wide, ci="bootstrap", n_boot=200, seed=9)
     pd.testing.assert_frame_equal(a, b)
     assert (a.ci_low < a.rho).all() and (a.rho < a.ci_high).all()
     # Fisher and bootstrap agree roughly on the width (same data).

@@ -63,6 +63,8 @@ _MIN_PART_MM3 = {
     Structure.paraspinal_muscle: 500.0,
     Structure.vessel: 300.0,
 }
+# Parts smaller than this fraction of the median part are dropped (bodies, discs).
+_RELATIVE_MIN = {Structure.vertebral_body: 0.2, Structure.intervertebral_disc: 0.1}
 # Structures that are one connected object in the lumbar field of view.
 _SINGLE_PART = (Structure.sacrum, Structure.thecal_sac)
 
@@ -246,6 +248,48 @@ def _drop_far_from_canal(out: np.ndarray, spacing: tuple[float, float, float],
             notes.append(f"{s.name}: removed {far.size} part(s) far from the spinal canal")
 
 
+def _trim_sacrum_above_lumbosacral_disc(
+    out: np.ndarray, spacing: tuple[float, float, float], notes: list[str]
+) -> None:
+    """Relabel "sacrum" voxels cranial to the lowest disc (L5-S1) as vertebra parts.
+
+    The network sometimes calls the lowest lumbar facets/laminae "sacrum"; such voxels sit
+    above the lumbosacral disc plane and would make level naming (anchored at the top of the
+    sacrum) skip L5. Voxels behind the canal become posterior elements, others background.
+    """
+    sac = out == int(Structure.sacrum)
+    if not sac.any():
+        return
+    lab, n = ndi.label(out == int(Structure.intervertebral_disc))
+    if n == 0:
+        return
+    sp = np.asarray(spacing)
+    sizes = np.bincount(lab.ravel())[1:] * float(np.prod(sp))
+    ok = np.flatnonzero(sizes >= _MIN_PART_MM3[Structure.intervertebral_disc]) + 1
+    if ok.size == 0:
+        return
+    zc = ndi.center_of_mass(np.ones_like(lab), lab, ok)
+    low = ok[int(np.argmin([c[2] for c in zc]))]  # most inferior disc (world z)
+    pts = np.argwhere(lab == low) * sp
+    centre = pts.mean(0)
+    # Disc plane normal = direction of least spread; oriented cranially (+z).
+    _, _, vt = np.linalg.svd(pts - centre, full_matrices=False)
+    normal = vt[-1] if vt[-1][2] >= 0 else -vt[-1]
+    sac_idx = np.argwhere(sac)
+    height = (sac_idx * sp - centre) @ normal
+    above = height > 3.0
+    if not above.any():
+        return
+    canal = np.isin(out, (Structure.thecal_sac, Structure.spinal_cord))
+    canal_y = float(np.argwhere(canal)[:, 1].mean()) if canal.any() else np.inf
+    idx = sac_idx[above]
+    # Behind the canal: facets/laminae → posterior elements. In front: background, not
+    # body (a new body fragment would be counted as an extra vertebra).
+    new = np.where(idx[:, 1] < canal_y, int(Structure.posterior_elements), 0)
+    out[idx[:, 0], idx[:, 1], idx[:, 2]] = new
+    notes.append(f"sacrum: relabelled {len(idx)} voxel(s) above the lumbosacral disc")
+
+
 def postprocess(
     labels: np.ndarray, voxel_mm3: float, spacing: tuple[float, float, float] | None = None
 ) -> tuple[np.ndarray, list[str]]:
@@ -265,6 +309,10 @@ def postprocess(
             continue
         sizes = np.bincount(cc.ravel())[1:] * voxel_mm3
         keep = sizes >= min_mm3
+        if s in _RELATIVE_MIN and keep.sum() >= 3:
+            # A real body/disc, even one cut by the field of view, is not a tiny fraction
+            # of its neighbours; such specks would pose as extra levels.
+            keep &= sizes >= _RELATIVE_MIN[s] * np.median(sizes[keep])
         if s in _SINGLE_PART:
             keep = sizes >= max(min_mm3, 0.2 * sizes.max())
         drop = np.flatnonzero(~keep) + 1
@@ -273,6 +321,7 @@ def postprocess(
             notes.append(f"{s.name}: removed {drop.size} fragment(s)")
     if spacing is not None:
         _drop_far_from_canal(out, spacing, notes)
+        _trim_sacrum_above_lumbosacral_disc(out, spacing, notes)
     return out, notes
 
 

@@ -65,6 +65,10 @@ def analyze_cmd(
                                   task, description=f"analyze {name}: {st}"))
             except AnalysisError as exc:
                 failures.append(f"{image}: {exc}")
+            except KeyboardInterrupt:
+                progress.stop()
+                fail(f"interrupted while analysing {image}; outputs already written are "
+                     "complete", code=130)
             else:
                 for w in res.warnings:
                     console.print(f"[yellow]warning[/] {image.name}: {w}")

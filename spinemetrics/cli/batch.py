@@ -65,12 +65,17 @@ def batch_cmd(
                 f"[green]{counts['done']} done[/] [cyan]{counts['skipped']} skipped[/] "
                 f"[red]{counts['failed']} failed[/]"))
 
-        summary = run_batch(
-            inputs if len(inputs) > 1 else inputs[0], out, workers=workers, scheduler=scheduler,
-            report=report, device=device, segmenter=segmenter,
-            table_format="csv" if csv else "parquet", force=force,
-            progress=on_event, on_start=on_start,
-        )
+        try:
+            summary = run_batch(
+                inputs if len(inputs) > 1 else inputs[0], out, workers=workers,
+                scheduler=scheduler, report=report, device=device, segmenter=segmenter,
+                table_format="csv" if csv else "parquet", force=force,
+                progress=on_event, on_start=on_start,
+            )
+        except KeyboardInterrupt:
+            progress.stop()
+            fail(f"interrupted after {sum(counts.values())} scans; rerun the same command to "
+                 "resume (finished scans are kept)", code=130)
     console.print(
         f"{summary.total} scans: {summary.done} analysed, {summary.skipped} already done, "
         f"{summary.failed} failed in {summary.elapsed_s:.1f} s"

@@ -55,3 +55,38 @@ def test_every_verb_of_mine_has_help(capsys):
     for verb in ("analyze", "batch", "demo"):
         assert main([verb, "--help"]) == 0
         assert "Usage" in capsys.readouterr().out
+
+
+INTERRUPTING_SEGMENTER = '''
+import os
+
+from spinemetrics.pipeline import sidecar_segmenter
+
+_sidecar = sidecar_segmenter({segs!r})
+
+
+def segment(image, device="cpu"):
+    if "sub-02" in image.meta["source_path"] and os.environ.get("SM_TEST_CTRL_C"):
+        raise KeyboardInterrupt  # the user presses Ctrl-C during this scan
+    return _sidecar(image)
+'''
+
+
+def test_ctrl_c_exits_130_with_one_line_and_the_rerun_finishes(batch_inputs, tmp_path, capsys,
+                                                               monkeypatch):
+    (tmp_path / "ctrlc_seg_for_test.py").write_text(
+        INTERRUPTING_SEGMENTER.format(segs=str(batch_inputs.segs)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "out"
+    inputs = [str(batch_inputs.root / f"{n}.nii.gz") for n in ("sub-01", "sub-02")]
+    args = ["batch", *inputs, "-o", str(out), "--workers", "0", "--no-report",
+            "--segmenter", "ctrlc_seg_for_test:segment"]
+    monkeypatch.setenv("SM_TEST_CTRL_C", "1")
+    rc = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 130 and err[-1].startswith("error: interrupted after 1 scans")
+    assert not (out / ".batch.lock").exists()
+    assert (out / "scans" / "sub-01" / "sub-01" / "done.json").exists()
+    monkeypatch.delenv("SM_TEST_CTRL_C")
+    rc = main(args)
+    assert rc == 0 and "1 analysed, 1 already done" in capsys.readouterr().err

@@ -51,7 +51,12 @@ def demo_cmd(
                 colour = {"ok": "green", "skipped": "yellow"}.get(state, "red")
                 console.print(f"[{colour}]{state:>7}[/] {_LABELS.get(step, step)}")
 
-        result = run_demo(out, n_subjects=subjects, seed=seed, device=device, progress=on_step)
+        try:
+            result = run_demo(out, n_subjects=subjects, seed=seed, device=device,
+                              progress=on_step)
+        except KeyboardInterrupt:
+            progress.stop()
+            fail("interrupted; run `spinemetrics demo` again to redo it", code=130)
     for note in result.notes:
         console.print(f"[yellow]note[/] {note}")
     console.print("\nOpen these files in a browser (they work offline):")

@@ -153,6 +153,7 @@ def synthesize_mr(
     noise: float = 0.03,
     bias: float = 0.25,
     blur_mm: float = 0.6,
+    slice_tissues: list[np.ndarray] | None = None,
 ) -> Image:
     """Synthesise an MR-like image for a label map.
 
@@ -173,6 +174,10 @@ def synthesize_mr(
         Amplitude of the smooth multiplicative bias field.
     blur_mm : float
         Gaussian partial-volume blur (sigma, mm), applied in-plane and through-plane alike.
+    slice_tissues : list of arrays, optional
+        Tissue maps of the same grid sampled at sub-slice offsets across the slice thickness
+        (from :func:`spinemetrics.phantom.make_phantom` on anisotropic grids): the signal is
+        averaged over them, i.e. through-slice partial volume of a thick 2D acquisition.
 
     Returns
     -------
@@ -196,14 +201,24 @@ def synthesize_mr(
         table[[T.ARTERY, T.VEIN]] = rng.uniform(0.05, 0.7, 2)
     # soft tissue split into random organs / bowel: threshold a smooth field
     soft_vals = np.array([table[T.SOFT], table[T.BOWEL], 0.8 * table[T.SUBCUT_FAT]], np.float32)
-    img = table[tis]
-    soft = tis == T.SOFT
-    if soft.any():
-        blobs = _smooth_field(shape, rng, 25.0 / spacing)
-        cls = (blobs > 0.4).astype(np.uint8)
-        cls[blobs < -0.8] = 2
-        img[soft] = soft_vals[cls[soft]]
-        del blobs, cls
+    blobs = _smooth_field(shape, rng, 25.0 / spacing)
+    cls = (blobs > 0.4).astype(np.uint8)
+    cls[blobs < -0.8] = 2
+    del blobs
+
+    def signal(t: np.ndarray) -> np.ndarray:
+        out = table[t]
+        soft = t == T.SOFT
+        out[soft] = soft_vals[cls[soft]]
+        return out
+
+    if slice_tissues:
+        img = np.zeros(shape, np.float32)
+        for t in slice_tissues:
+            img += signal(np.asarray(t))
+        img *= 1.0 / len(slice_tissues)
+    else:
+        img = signal(tis)
     # texture (marrow heterogeneity, muscle striation surrogate) and smooth bias, one product
     mult = _smooth_field(shape, rng, 6.0 / spacing, n_max=24)
     mult *= 0.06

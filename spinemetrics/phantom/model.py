@@ -22,7 +22,11 @@ Construction, from the sacrum upward (all exact, no voxels involved):
   Body = elliptic cylinder (D/2 along a_b, W/2 along x) around the axis, clipped by both
   planes. Its height along u_b at AP offset t from the axis is ``Hm + 2·t·tan(w_b/2)``, so
   the heights at 10 / 50 / 90 % of depth (t = +0.4D, 0, −0.4D) are exactly Ha, Hm, Hp and the
-  volume is exactly ``π/4·D·W·Hm``.
+  volume of the sharp-edged slab is ``π/4·D·W·Hm``. Each endplate has a rounded rim (drop
+  ``F·(1 − √(1 − τ²))``, τ = (ρ − 0.88)/0.12, ρ = normalised elliptic radius; ρ = 0.8 at the
+  10/90 % lines, so the heights are untouched) whose volume
+  :func:`spinemetrics.phantom.shapes.rim_volume` gives in closed form; that space belongs to
+  the adjacent disc.
 * **Sacrum**: S1 segment (elliptic slab below the S1 plate, axis = plate normal) and S2–S5 +
   3 coccygeal segments, each tilted by a share of the sacral kyphosis, plus ala / lateral
   masses and the sacral lamina (super-ellipsoids); label 3, level 26.

@@ -6,8 +6,8 @@ Closed forms (from :mod:`spinemetrics.phantom.model`):
   lines ``M + t·a + s·u`` with t = +0.4 D (anterior, 10 % of depth from the anterior rim),
   0 (middle), −0.4 D (posterior); depth = D (AP extent of the section ⟂ u at mid-height);
   Farfan index = (Ha + Hp)/D; wedge = angle between the two planes (lordotic +);
-  volume = π/4·D·W·Hm (exact for planar endplates).
-* vertebral heights / depth / volume likewise; wedge index = Ha/Hp.
+  volume = π/4·D·W·Hm + the rounded-rim volumes of the two adjacent endplates (closed form).
+* vertebral heights / depth likewise; wedge index = Ha/Hp; volume = π/4·D·W·Hm − 2 rims.
 * segmental angle (disc) = superior endplate of the upper vs the lower vertebra;
   lumbar lordosis (``L1-S1``) = L1 superior vs S1 superior endplate; slip = (P2 − P1)·a1 /
   (AP extent of the lower superior endplate) × 100, P1/P2 = centres of the lower superior /

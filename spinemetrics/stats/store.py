@@ -161,6 +161,35 @@ class CohortStore:
             df[col] = df[col].astype(object)
         return df
 
+    def wide(self, measure: str, side: str = "") -> pd.DataFrame:
+        """Subjects × levels matrix of one measure and side, pivoted inside DuckDB.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index: subject id (str, as in the table); columns: level names (cranial →
+            caudal); NaN where a subject lacks a level.
+        """
+        if measure not in self.units:
+            raise StatsError(
+                f"measure {measure!r} is not in the table; pick one of {self.measures}"
+            )
+        con = self.connect()
+        try:
+            con.register("subject_index", self.subject_index)
+            df = con.sql(
+                "PIVOT (SELECT s.subject, m.level, m.value FROM "
+                f"read_parquet({self._glob(measure)}) m JOIN subject_index s ON m.sid = s.sid "
+                f"WHERE m.side = {_sql_str(side)})"
+                " ON level USING first(value) GROUP BY subject ORDER BY subject"
+            ).df()
+        finally:
+            con.close()
+        from spinemetrics.stats.correlation import order_levels
+
+        df = df.set_index("subject")
+        return df[order_levels(df.columns)]
+
     def close(self) -> None:
         """Delete the store when it lives in a temporary folder."""
         if self._tmp is not None:

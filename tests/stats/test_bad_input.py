@@ -163,3 +163,17 @@ def test_constant_measure_gives_nan_not_numbers(cohort, tmp_path):
     corr = res.correlations[res.correlations.measure == "canal_ap_mm"]
     assert corr.rho.isna().all() and corr.p_value.isna().all()
     assert "constant at level(s)" in " ".join(res.warnings.message)
+
+
+def test_store_wide_pivot_equals_pandas(cohort, tmp_path):
+    table, cov = cohort
+    with open_store(table, cov, tmp_path / "store") as store:
+        assert (tmp_path / "store" / "measure=canal_ap_mm").is_dir()  # hive partitions
+        wide = store.wide("canal_ap_mm")
+        frame = store.measure_frame("canal_ap_mm", ("age", "sex"))
+        assert {"age", "sex"} <= set(frame.columns) and frame.age.notna().all()
+    ref = table[table.measure == "canal_ap_mm"].pivot(
+        index="subject", columns="level", values="value"
+    )
+    ref.index.name = "subject"
+    pd.testing.assert_frame_equal(wide, ref[wide.columns], check_names=False)

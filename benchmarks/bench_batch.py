@@ -56,6 +56,8 @@ def run(inputs: Path, out: Path, workers: int, segmenter: str | None, report: bo
     n = summary.done
     steady = (finish_times[-1] - finish_times[0]) if len(finish_times) > 1 else float("nan")
     stages = summary.timings.drop(columns=["subject", "scan"], errors="ignore")
+    cpu = stages[[c for c in stages.columns if c.startswith("cpu_")]]
+    stages = stages[[c for c in stages.columns if not c.startswith("cpu_")]]
     return {
         "workers": workers,
         "scans": n,
@@ -64,6 +66,7 @@ def run(inputs: Path, out: Path, workers: int, segmenter: str | None, report: bo
         "scans_per_min_wall": round(60.0 * n / wall, 2),
         "scans_per_min_steady": round(60.0 * (n - 1) / steady, 2) if steady == steady else None,
         "stage_mean_s": {k: round(float(v), 3) for k, v in stages.mean().items()},
+        "stage_mean_cpu_s": {k[4:]: round(float(v), 3) for k, v in cpu.mean().items()},
     }
 
 
@@ -129,12 +132,13 @@ def render(info: dict) -> str:
     for r in info["runs"]:
         lines.append(f"| {r['workers']} | {r['scans']} | {r['wall_s']} | "
                      f"{r['scans_per_min_wall']} | {r['scans_per_min_steady']} |")
-    lines += ["", "Mean seconds per scan and stage (worker side):", "",
+    lines += ["", "Mean seconds per scan and stage, worker side (wall / process CPU):", "",
               "| workers | " + " | ".join(STAGES) + " |", "|---:|" + "---:|" * len(STAGES)]
     for r in info["runs"]:
-        st = r["stage_mean_s"]
+        st, cp = r["stage_mean_s"], r.get("stage_mean_cpu_s", {})
         lines.append(f"| {r['workers']} | " + " | ".join(
-            f"{st[s]:.2f}" if s in st else "–" for s in STAGES) + " |")
+            (f"{st[s]:.2f} / {cp[s]:.2f}" if s in cp else f"{st[s]:.2f}") if s in st else "–"
+            for s in STAGES) + " |")
     if info["output_kb_per_scan"]:
         lines += ["", "Output size per scan (kB): " + ", ".join(
             f"`{k}` {v}" for k, v in info["output_kb_per_scan"].items())]

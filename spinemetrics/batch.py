@@ -420,7 +420,8 @@ def run_scan(
                          table_format=table_format)
         t_part = time.perf_counter()
         _write_part(result.table, out_dir, item.subject, item.scan)
-        timings = {**result.timings_s, "dataset": round(time.perf_counter() - t_part, 4)}
+        timings = {**result.timings_s, "dataset": round(time.perf_counter() - t_part, 4),
+                   **{f"cpu_{k}": v for k, v in result.cpu_s.items()}}
     except AnalysisError as exc:
         return _record_failure(base, sdir, error_path, exc.stage, exc.reason, sha, t0,
                                traceback.format_exc())

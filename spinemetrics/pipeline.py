@@ -108,6 +108,8 @@ class AnalysisResult:
         Warnings from every stage (odd inputs, partial field of view, missing pieces).
     timings_s : dict[str, float]
         Wall time per stage, in seconds.
+    cpu_s : dict[str, float]
+        Process CPU time per stage, in seconds (unaffected by other jobs on the machine).
     provenance : dict
         The content of the provenance file.
     """
@@ -120,6 +122,7 @@ class AnalysisResult:
     warnings: list[str] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -151,12 +154,15 @@ def scan_stem(path: str | Path) -> str:
 
 @contextmanager
 def _stage(
-    name: str, timings: dict[str, float], on_stage: Callable[[str], None] | None = None
+    name: str, timings: dict[str, float], on_stage: Callable[[str], None] | None = None,
+    cpu: dict[str, float] | None = None,
 ) -> Iterator[None]:
-    """Time a stage and turn any failure into an :class:`AnalysisError` naming it."""
+    """Time a stage (wall, and process CPU into ``cpu``) and turn any failure into an
+    :class:`AnalysisError` naming it."""
     if on_stage is not None:
         on_stage(name)
     t0 = time.perf_counter()
+    c0 = time.process_time()
     try:
         yield
     except AnalysisError:
@@ -172,6 +178,8 @@ def _stage(
         ) from exc
     finally:
         timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 4)
+        if cpu is not None:
+            cpu[name] = round(cpu.get(name, 0.0) + time.process_time() - c0, 4)
 
 
 def check_input(image: Image) -> list[str]:
@@ -499,11 +507,12 @@ def analyze(
     subject = str(subject) if subject is not None else stem
     scan = str(scan) if scan is not None else stem
     timings: dict[str, float] = {}
+    cpu_s: dict[str, float] = {}  # process CPU per stage: comparable on a loaded machine
     warnings: list[str] = []
     if table_format not in ("parquet", "csv"):
         raise AnalysisError("check", f"unknown table format {table_format!r}; use parquet or csv")
 
-    with _stage("read", timings, on_stage):
+    with _stage("read", timings, on_stage, cpu_s):
         if not path.exists():
             raise InputError(f"input not found: {path}; check the path")
         if path.is_file() and path.stat().st_size == 0:
@@ -512,10 +521,10 @@ def analyze(
         image.meta.setdefault("source_path", str(path))
         warnings.extend(str(w) for w in image.meta.get("warnings", []) or [])
 
-    with _stage("check", timings, on_stage):
+    with _stage("check", timings, on_stage, cpu_s):
         warnings.extend(check_input(image))
 
-    with _stage("segment", timings, on_stage):
+    with _stage("segment", timings, on_stage, cpu_s):
         fn = load_segmenter(segmenter)
         segres = _normalise_segmentation(_call_segmenter(fn, image, device), image)
         warnings.extend(segres.warnings)
@@ -525,11 +534,11 @@ def analyze(
 
     levels = segres.levels
     if levels is None:
-        with _stage("levels", timings, on_stage):
+        with _stage("levels", timings, on_stage, cpu_s):
             levels, lw = _derive_levels(segres.seg)
             warnings.extend(lw)
 
-    with _stage("measure", timings, on_stage):
+    with _stage("measure", timings, on_stage, cpu_s):
         from spinemetrics.geometry import measure
 
         table = measure(segres.seg, levels, subject=subject, scan=scan)
@@ -548,7 +557,7 @@ def analyze(
     )
 
     outputs: dict[str, Path] = {}
-    with _stage("write", timings, on_stage):
+    with _stage("write", timings, on_stage, cpu_s):
         out_dir.mkdir(parents=True, exist_ok=True)
         outputs["seg"] = out_dir / f"{stem}_seg.nii.gz"
         _write_label_image(segres.seg, outputs["seg"], image)
@@ -561,18 +570,19 @@ def analyze(
 
     if report:
         zscores = None
-        with _stage("norms", timings, on_stage):
+        with _stage("norms", timings, on_stage, cpu_s):
             try:
                 zscores = _normative_scores(table, subject, covariates)
             except (SpinemetricsError, ImportError) as exc:
                 warnings.append(f"normative z-scores skipped: {exc}")
-        with _stage("report", timings, on_stage):
+        with _stage("report", timings, on_stage, cpu_s):
             rpath = out_dir / f"{stem}_report.html"
             if _write_report(rpath, image, segres.seg, levels, table, zscores,
                              {**prov, "timings_s": dict(timings)}, warnings):
                 outputs["report"] = rpath
 
     prov["timings_s"] = dict(timings)
+    prov["cpu_s"] = dict(cpu_s)
     prov["warnings"] = list(dict.fromkeys(warnings))
     prov["outputs"] = {k: v.name for k, v in outputs.items()}
     outputs["provenance"] = out_dir / f"{stem}_provenance.json"
@@ -588,4 +598,5 @@ def analyze(
         warnings=prov["warnings"],
         timings_s=dict(timings),
         provenance=prov,
+        cpu_s=dict(cpu_s),
     )

@@ -290,6 +290,60 @@ def _trim_sacrum_above_lumbosacral_disc(
     notes.append(f"sacrum: relabelled {len(idx)} voxel(s) above the lumbosacral disc")
 
 
+def _separate_bodies(out: np.ndarray, spacing: tuple[float, float, float],
+                     notes: list[str]) -> None:
+    """Cut vertebral bodies that touch each other (through lateral slices) at a disc seam.
+
+    Discs are clearest near the midline; off-midline slices with partial-volumed discs often
+    bridge neighbouring bodies, so 3D connectivity would merge several vertebrae and level
+    naming would miscount. Seeds = bodies in a ±6 mm mid-sagittal slab, eroded in-plane;
+    every body voxel joins its nearest seed; voxels where two bodies meet become disc.
+    """
+    body = out == int(Structure.vertebral_body)
+    if not body.any():
+        return
+    sx, sy, sz = spacing
+    canal = np.isin(out, (Structure.thecal_sac, Structure.spinal_cord))
+    xs = np.argwhere(canal)[:, 0] if canal.any() else np.argwhere(body)[:, 0]
+    x_mid = int(np.median(xs))
+    half = max(1, int(round(6.0 / sx)))
+    lo, hi = max(0, x_mid - half), min(out.shape[0], x_mid + half + 1)
+    core = np.zeros_like(body)
+    core[lo:hi] = body[lo:hi]
+    st = np.zeros((3, 3, 3), bool)
+    st[1] = ndi.generate_binary_structure(2, 1)  # in-plane only
+    core = ndi.binary_erosion(core, st, iterations=max(1, int(round(1.5 / min(sy, sz)))))
+    seeds, n = ndi.label(core)
+    if n < 2:
+        return
+    sizes = np.bincount(seeds.ravel())[1:]
+    big = np.sort(sizes)[-max(3, n // 2):]
+    small = np.flatnonzero(sizes < 0.2 * np.median(big)) + 1
+    if small.size:
+        seeds[np.isin(seeds, small)] = 0
+    if len(np.unique(seeds)) < 3:  # background + at least two bodies
+        return
+    bb = ndi.find_objects(body.astype(np.int8))[0]
+    sd, bd = seeds[bb], body[bb]
+    _, inds = ndi.distance_transform_edt(sd == 0, sampling=spacing, return_indices=True)
+    inst = np.where(bd, sd[tuple(inds)], 0)
+    seam = np.zeros_like(bd)
+    for ax in range(3):
+        a = np.moveaxis(inst, ax, 0)
+        diff = (a[:-1] != a[1:]) & (a[:-1] > 0) & (a[1:] > 0)
+        np.moveaxis(seam, ax, 0)[1:] |= diff
+    if seam.any():
+        region = out[bb]
+        region[seam] = int(Structure.intervertebral_disc)
+        # Seams can cut off slivers; they are not vertebrae.
+        lab, n = ndi.label(region == int(Structure.vertebral_body))
+        vol = np.bincount(lab.ravel())[1:] * float(np.prod(spacing))
+        tiny = np.flatnonzero(vol < _MIN_PART_MM3[Structure.vertebral_body]) + 1
+        if tiny.size:
+            region[np.isin(lab, tiny)] = 0
+        notes.append(f"vertebral_body: {int(seam.sum())} seam voxel(s) between touching bodies")
+
+
 def postprocess(
     labels: np.ndarray, voxel_mm3: float, spacing: tuple[float, float, float] | None = None
 ) -> tuple[np.ndarray, list[str]]:
@@ -312,7 +366,9 @@ def postprocess(
         if s in _RELATIVE_MIN and keep.sum() >= 3:
             # A real body/disc, even one cut by the field of view, is not a tiny fraction
             # of its neighbours; such specks would pose as extra levels.
-            keep &= sizes >= _RELATIVE_MIN[s] * np.median(sizes[keep])
+            # Reference = median of the larger half, so many specks cannot drag it down.
+            big = np.sort(sizes[keep])[-max(3, int(keep.sum()) // 2):]
+            keep &= sizes >= _RELATIVE_MIN[s] * np.median(big)
         if s in _SINGLE_PART:
             keep = sizes >= max(min_mm3, 0.2 * sizes.max())
         drop = np.flatnonzero(~keep) + 1
@@ -322,6 +378,7 @@ def postprocess(
     if spacing is not None:
         _drop_far_from_canal(out, spacing, notes)
         _trim_sacrum_above_lumbosacral_disc(out, spacing, notes)
+        _separate_bodies(out, spacing, notes)
     return out, notes
 
 

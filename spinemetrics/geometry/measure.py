@@ -19,7 +19,7 @@ from spinemetrics.geometry import alignment, canal, disc, foramen, soft_tissue, 
 from spinemetrics.geometry._table import MeasureInfo, Record, qc_text
 from spinemetrics.geometry.model import SpineModel
 from spinemetrics.image import Image
-from spinemetrics.labels import lumbar_order
+from spinemetrics.labels import level_name, lumbar_order
 from spinemetrics.levels import derive_levels
 
 __all__ = ["measure", "to_wide", "MEASURE_UNITS", "MEASURE_INFO", "COLUMNS"]
@@ -102,6 +102,13 @@ def measure(
     """
     lev_res = derive_levels(seg, levels=levels)
     model = SpineModel(seg, lev_res.levels, mode=mode)
+    # Level qc is keyed by default names ("L4-L5" for id 123); tables name discs by their
+    # actual lower neighbour ("L4-S1" with four lumbar vertebrae): re-key by id.
+    level_qc = dict(lev_res.qc)
+    for did in model.discs:
+        default, actual = level_name(did), disc.disc_level_name(model, did)
+        if default in lev_res.qc:
+            level_qc[actual] = lev_res.qc[default]
     warnings = list(lev_res.warnings)
     records: list[Record] = []
     for name, fam in FAMILIES.items():
@@ -114,7 +121,7 @@ def measure(
             warnings.append(f"{name} measures failed: {exc}")
     rows = []
     for r in records:
-        qc = set(r.qc) | _level_reasons(lev_res.qc, r.level)
+        qc = set(r.qc) | _level_reasons(level_qc, r.level)
         value = r.value
         if value is not None and not np.isfinite(value):
             value = float("nan")

@@ -97,3 +97,17 @@ def test_no_bodies_raises():
     arr[2:5, 2:5, 2:5] = 4
     with pytest.raises(LabelError):
         derive_levels(Image(arr, np.eye(4)))
+
+
+@pytest.mark.parametrize("lumbar_count, disc", [(4, "L4-S1"), (6, "L6-S1")])
+def test_transitional_level_maps_flag_every_row(lumbar_count, disc):
+    """Given level maps with 4 or 6 lumbar vertebrae: names follow the map, every row says so."""
+    from spinemetrics.geometry import measure
+    from spinemetrics.phantom import make_phantom, random_params
+
+    ph = make_phantom(random_params(5, lumbar_count=lumbar_count), spacing=(2.0, 2.0, 2.0),
+                      with_image=False)
+    t = measure(ph.seg, ph.levels, families=("disc",))
+    assert disc in set(t.level)
+    assert t.qc.str.contains("lstv").all()
+    assert any("lumbar" in w or "L6" in w for w in t.attrs["warnings"])

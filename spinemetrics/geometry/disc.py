@@ -4,11 +4,13 @@ All distances are taken in the disc's mid-sagittal plane, in its local frame
 (:class:`~spinemetrics.geometry.model.DiscGeom`): SI = bisector of the two bounding endplate
 planes, AP from the upper vertebra.
 
-* depth ``D``: AP chord of the disc mask on the line through the disc centroid (mid-height).
+* depth ``D``: AP chord of the disc mask on the line through the disc centroid (mid-height);
+  trimmed mean of 9 parallel lines within ±0.5 mm (SI) × ±1.5 mm (LR).
 * heights at 10 / 50 / 90 % of ``D`` from the anterior edge: distance along SI between the
   inferior endplate of the upper body and the superior endplate of the lower body (or sacral
-  plate), i.e. the gap between the two bony surfaces, read on the interpolated masks; median
-  of three parallel rays 1 mm apart (left-right) for robustness to label noise.
+  plate), i.e. the gap between the two bony surfaces, read on the interpolated masks (the disc
+  mask's own surface where a neighbouring bone is missing); trimmed mean of 25 parallel rays
+  on a ±1 mm (AP) × ±1.5 mm (LR) patch, which averages out the voxel staircase.
 * Farfan disc height index ``(Ha + Hp) / D``.
 * wedge angle: difference of the sagittal tilts of the two fitted endplate planes in the disc
   frame, + = lordotic (anterior opening).

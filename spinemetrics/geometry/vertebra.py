@@ -4,9 +4,10 @@ In the vertebra's mid-sagittal plane and local frame
 (:class:`~spinemetrics.geometry.model.VertebraGeom`: SI = bisector of the fitted endplate
 planes, AP = body → canal reversed):
 
-* depth: AP chord of the body on the line through its centroid (mid-height);
+* depth: AP chord of the body on the line through its centroid (mid-height), trimmed mean of
+  9 parallel lines within ±1.5 mm;
 * heights at 10 / 50 / 90 % of depth from the anterior edge: SI chord of the body mask
-  (superior to inferior endplate), median of three rays 1 mm apart left-right;
+  (superior to inferior endplate), trimmed mean of 25 parallel rays on a ±1 × ±1.5 mm patch;
 * wedge index ``Ha / Hp``; volume = voxel count × voxel volume.
 """
 

@@ -66,10 +66,11 @@ def main() -> None:
         if with_names:
             d = ImageDraw.Draw(im)
             li = _to_display(lev[i])
+            bone = _to_display(np.isin(seg[i], (1, 3)))  # name at the body / sacrum centre
             for vid in np.unique(li):
-                if vid == 0 or vid >= 100:
+                if vid == 0 or vid >= 100 or not (bone & (li == vid)).any():
                     continue
-                r, c = np.argwhere(li == vid).mean(0)
+                r, c = np.argwhere(bone & (li == vid)).mean(0)
                 x = (g.shape[1] + c) * args.scale * sy
                 y = r * args.scale * sz
                 d.text((x + 4, y - 6), level_name(int(vid)), fill=(255, 255, 255))

@@ -154,3 +154,25 @@ def test_postprocess_drops_fragments_known_sizes():
     # At 0.1 mm³ voxels the 4000-voxel body is only 400 mm³ and still kept; 8 voxels are not.
     out2, _ = postprocess(lab, 0.1)
     assert (out2 == Structure.vertebral_body).sum() == 4000
+
+
+def test_real_axial_ct_dicom_warns(shared_data):
+    from spinemetrics.io import read_image
+
+    # An axial CT DICOM series (0.98 x 0.98 x 2 mm): both problems reported, no exception.
+    ct = read_image(shared_data / "totalseg_ct_dicom" / "series")
+    res = segment(ct, model=_stub(0))
+    assert any("CT" in w for w in res.warnings)
+    assert any("axial" in w for w in res.warnings)
+    assert len(res.warnings) == len(set(res.warnings))  # each said once
+
+
+def test_huge_images_warn_then_refuse(ras_image, monkeypatch):
+    import spinemetrics.segment.inference as inf
+
+    monkeypatch.setattr(inf, "_HUGE_VOXELS", 1000)
+    res = segment(ras_image, model=_stub(0))
+    assert any("very large" in w for w in res.warnings)
+    monkeypatch.setattr(inf, "MAX_VOXELS", 5000)
+    with pytest.raises(InputError, match="crop"):
+        segment(ras_image, model=_stub(0))

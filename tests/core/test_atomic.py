@@ -34,3 +34,15 @@ def test_provenance_hashes_input_and_never_paths(tmp_path):
     assert info["input_name"] == "sub-01_T2w.nii.gz"
     assert str(tmp_path) not in str(info)
     assert file_sha256(tmp_path) != file_sha256(f)
+
+
+def test_atomic_write_uses_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        target = atomic_write_text(tmp_path / "b.txt", "x")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644

@@ -65,9 +65,9 @@ def measure_cmd(
         if lev_img.shape != seg_img.shape:
             fail(f"{levels.name} and {seg.name} have different grids; give matching maps")
     elif levels_out is not None:
-        res = derive_levels(seg_img)
-        lev_img = res.levels
-        write_image(lev_img, levels_out, labels=True)
+        # Written for the user; measure() derives again so the naming heuristics' qc
+        # (lstv_suspected, merged bodies) stays in the table.
+        write_image(derive_levels(seg_img).levels, levels_out, labels=True)
     stem = _stem(seg)
     from rich.console import Console
 

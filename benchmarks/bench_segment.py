@@ -20,6 +20,8 @@ from pathlib import Path
 CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
+import os
+os.environ.setdefault("OMP_NUM_THREADS", sys.argv[3])
 import torch
 torch.set_num_threads(int(sys.argv[3]))
 from spinemetrics.io import read_image, write_image
@@ -39,6 +41,7 @@ print(json.dumps({
     "load_model_s": t_load - t_read, "segment_s": t_seg - t_load, "write_s": t_write - t_seg,
     "end_to_end_s": t_write - t_import, "total_with_import_s": t_write - t0,
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "cpu_s": (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF)),
     "structures": sorted(set(int(v) for v in res.seg.array.ravel()[::7])),
 }))
 """

@@ -236,13 +236,13 @@ def _drop_far_from_canal(out: np.ndarray, spacing: tuple[float, float, float],
     cc, n = ndi.label(canal)
     sizes = np.bincount(cc.ravel())[1:]
     canal = cc == (np.argmax(sizes) + 1)
-    dist = ndi.distance_transform_edt(~canal, sampling=spacing)
+    near = ndi.distance_transform_edt(~canal, sampling=spacing) <= MAX_CANAL_DISTANCE_MM
     for s in _NEAR_CANAL:
         lab, n = ndi.label(out == int(s))
         if n == 0:
             continue
-        mind = ndi.minimum(dist, lab, index=np.arange(1, n + 1))
-        far = np.flatnonzero(np.asarray(mind) > MAX_CANAL_DISTANCE_MM) + 1
+        close = np.unique(lab[near & (lab > 0)])  # parts with at least one voxel near
+        far = np.setdiff1d(np.arange(1, n + 1), close)
         if far.size:
             out[np.isin(lab, far)] = 0
             notes.append(f"{s.name}: removed {far.size} part(s) far from the spinal canal")

@@ -61,7 +61,8 @@ def register(app: typer.Typer) -> None:
             return phantom_sources(list(range(phantoms)), cache, True) + others
         from spinemetrics.segment.synth import SynthConfig
 
-        cfg = TrainConfig(synth=SynthConfig(patch=(patch, patch)), steps=steps, batch_size=batch, lr=lr, seed=seed, threads=threads,
+        cfg = TrainConfig(synth=SynthConfig(patch=(patch, patch)), steps=steps,
+                          batch_size=batch, lr=lr, seed=seed, threads=threads,
                           loader_workers=workers, max_minutes=minutes,
                           checkpoint_minutes=checkpoint_minutes,
                           init_weights=str(init) if init else None)

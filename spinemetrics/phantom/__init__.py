@@ -136,8 +136,9 @@ def make_phantom(
     scan : str
         Scan id written into the truth table.
     slice_profile : bool
-        Off by default (speed). When True, on anisotropic grids (largest spacing ≥ 2× the smallest), synthesise the image from
-        three sub-slices across the slice thickness (at −1/3, 0, +1/3 of the slice;
+        Off by default (speed). When True, on anisotropic grids (largest spacing
+        ≥ 2× the smallest), synthesise the image from three sub-slices across the
+        slice thickness (at −1/3, 0, +1/3 of the slice;
         through-slice partial volume, ≈ 3× the label rendering time); the label maps are
         always sampled at voxel centres.
 

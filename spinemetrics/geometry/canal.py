@@ -131,6 +131,11 @@ def _sac_values(model: SpineModel, sec: Section) -> tuple[dict[str, float], set[
     if partial:
         qc.add("partial_fov")
         area = float("nan")
+    elif not m.any():
+        # An empty section means the sac was not segmented here, not a 0-mm² canal:
+        # reporting 0 would be read as absolute stenosis.
+        qc.add("not_segmented")
+        area = float("nan")
     ap = float("nan")
     if m.any() and not partial:
         iu, iv = np.nonzero(m)

@@ -81,3 +81,18 @@ def test_interpolants_agree_on_heights(straight_iso, mode):
     table = measure(seg, lev, mode=mode, families=("vertebra",))
     h = table[table.measure == "vertebral_height_middle_mm"].value
     assert np.allclose(h, truth["vertebral_height_middle_mm"], atol=0.3)
+
+
+def test_sac_missing_at_one_level_is_nan_not_zero(straight_iso):
+    """A gap in the segmented sac must not read as a 0-mm² (absolute) stenosis."""
+    seg, lev, _ = straight_iso
+    arr = np.asarray(seg.array).copy()
+    k_disc = int(round(np.nonzero(np.asarray(lev.array) == 123)[2].mean()))
+    slab = np.zeros(arr.shape, bool)
+    slab[:, :, k_disc - 6:k_disc + 7] = True
+    arr[slab & np.isin(arr, (5, 6))] = 0
+    table = measure(seg.with_array(arr), lev)
+    sac = table[table.measure == "dural_sac_area_mm2"].set_index("level")
+    assert np.isnan(sac.loc["L4-L5", "value"]) and sac.loc["L4-L5", "qc"] != "ok"
+    assert (sac.value.dropna() > 50).all()
+    assert sac.loc["L2-L3", "qc"] == "ok"

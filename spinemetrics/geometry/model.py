@@ -359,16 +359,11 @@ class SpineModel:
         sup = inf = None
         for _ in range(2):
             fr = Frame.from_si_ap(c, si, ap0)
-            ap_p, ap_m = self.chord(key, c, fr.ap, 50.0)
-            lr_p, lr_m = self.chord(key, c, fr.lr, 50.0)
-            if not np.all(np.isfinite([ap_p, ap_m, lr_p, lr_m])):
+            section = self._section_grid(key, c, fr)
+            if section is None:
                 qc.add("partial_fov")
                 break
-            semi_ap, semi_lr = (ap_p + ap_m) / 2, (lr_p + lr_m) / 2
-            cen_ap, cen_lr = (ap_p - ap_m) / 2, (lr_p - lr_m) / 2
-            a, l_ = np.meshgrid(cen_ap + _GRID_AP * semi_ap, cen_lr + _GRID_LR * semi_lr,
-                                indexing="ij")
-            starts = fr.point(a.ravel(), l_.ravel())
+            starts, semi_ap, semi_lr, cen_ap, cen_lr = section
             top = self.exits(key, starts, fr.si, 40.0)
             bot = self.exits(key, starts, -fr.si, 40.0)
             sup = fit_plane(starts + top[:, None] * fr.si, fr.si)
@@ -405,9 +400,7 @@ class SpineModel:
             _, lower = self.neighbours(upper)
         if lower is None:
             # Upper body not in view (top disc) or lower missing: next id below by convention.
-            nxt = order[order.index(upper) + 1] if upper != 24 else SACRUM_ID
-            if upper == 24 or (upper == 25):
-                nxt = SACRUM_ID
+            nxt = SACRUM_ID if upper in (24, 25) else order[order.index(upper) + 1]
             if nxt in self.vertebrae or (nxt == SACRUM_ID and self.has_sacrum):
                 lower = nxt
         qc: set[str] = set()
@@ -436,19 +429,13 @@ class SpineModel:
         up_key = f"body:{upper}" if upper in self.vertebrae else None
         lo_key = self.lower_key(lower) if lower is not None else None
         upper_plane = lower_plane = None
-        fr = Frame.from_si_ap(c, si, ap0)
         for _ in range(2):
             fr = Frame.from_si_ap(c, si, ap0)
-            ap_p, ap_m = self.chord(dmask_key, c, fr.ap, 50.0)
-            lr_p, lr_m = self.chord(dmask_key, c, fr.lr, 50.0)
-            if not np.all(np.isfinite([ap_p, ap_m, lr_p, lr_m])):
+            section = self._section_grid(dmask_key, c, fr)
+            if section is None:
                 qc.add("partial_fov")
                 break
-            semi_ap, semi_lr = (ap_p + ap_m) / 2, (lr_p + lr_m) / 2
-            cen_ap, cen_lr = (ap_p - ap_m) / 2, (lr_p - lr_m) / 2
-            a, l_ = np.meshgrid(cen_ap + _GRID_AP * semi_ap, cen_lr + _GRID_LR * semi_lr,
-                                indexing="ij")
-            starts = fr.point(a.ravel(), l_.ravel())
+            starts = section[0]
             top = self.surface_distance(starts, fr.si, up_key, dmask_key)
             bot = self.surface_distance(starts, -fr.si, lo_key, dmask_key)
             upper_plane = fit_plane(starts + top[:, None] * fr.si, fr.si)
@@ -461,6 +448,24 @@ class SpineModel:
         geom = DiscGeom(did, upper, lower, fr, upper_plane, lower_plane, qc)
         self._disc[did] = geom
         return geom
+
+    def _section_grid(
+        self, key: str, c: np.ndarray, fr: Frame
+    ) -> tuple[np.ndarray, float, float, float, float] | None:
+        """Start points spread over the AP × LR section of mask ``key`` through ``c``.
+
+        Returns ``(starts, semi_ap, semi_lr, cen_ap, cen_lr)``, or None when a chord leaves
+        the field of view (the endplates cannot then be fitted over the whole section).
+        """
+        ap_p, ap_m = self.chord(key, c, fr.ap, 50.0)
+        lr_p, lr_m = self.chord(key, c, fr.lr, 50.0)
+        if not np.all(np.isfinite([ap_p, ap_m, lr_p, lr_m])):
+            return None
+        semi_ap, semi_lr = (ap_p + ap_m) / 2, (lr_p + lr_m) / 2
+        cen_ap, cen_lr = (ap_p - ap_m) / 2, (lr_p - lr_m) / 2
+        a, l_ = np.meshgrid(cen_ap + _GRID_AP * semi_ap, cen_lr + _GRID_LR * semi_lr,
+                            indexing="ij")
+        return fr.point(a.ravel(), l_.ravel()), semi_ap, semi_lr, cen_ap, cen_lr
 
     def surface_distance(self, starts: np.ndarray, direction: np.ndarray, body_key: str | None,
                          disc_key: str, t_max: float = 20.0) -> np.ndarray:

@@ -33,6 +33,11 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, help="Resume from OUT/ckpt.pt."),
         patch: int = typer.Option(128, help="Training patch size (pixels of 1 mm)."),
         cache: Path | None = typer.Option(None, help="Phantom cache folder (phantom_<seed>.npz)."),
+        class_weights: str | None = typer.Option(
+            None, help="Cross-entropy weight per class, comma-separated, background first "
+            "(12 values), e.g. to up-weight thin structures."),
+        p_offmid: float = typer.Option(
+            0.3, help="Share of training slabs taken off the midline (foramina, roots, muscle)."),
         cached_only: bool = typer.Option(
             False, help="Use only phantoms already in --cache and pick up new ones while "
             "training (render them in another process)."),
@@ -61,7 +66,16 @@ def register(app: typer.Typer) -> None:
             return phantom_sources(list(range(phantoms)), cache, True) + others
         from spinemetrics.segment.synth import SynthConfig
 
-        cfg = TrainConfig(synth=SynthConfig(patch=(patch, patch)), steps=steps,
+        weights_ce = None
+        if class_weights:
+            try:
+                weights_ce = tuple(float(v) for v in class_weights.split(","))
+            except ValueError:
+                raise typer.BadParameter(
+                    "--class-weights takes comma-separated numbers, e.g. 1,1,2,1,1,1,2,5,2,3,1,1"
+                ) from None
+        cfg = TrainConfig(synth=SynthConfig(patch=(patch, patch), p_offmid=p_offmid),
+                          class_weights=weights_ce, steps=steps,
                           batch_size=batch, lr=lr, seed=seed, threads=threads,
                           loader_workers=workers, max_minutes=minutes,
                           checkpoint_minutes=checkpoint_minutes,

@@ -49,12 +49,19 @@ class TrainConfig:
     val_samples: int = 24
     max_minutes: float | None = None
     init_weights: str | None = None  # fine-tune from these weights
+    # Cross-entropy weight per class (len N_CLASSES); thin structures (roots, ligamentum
+    # flavum) are a few pixels wide and are otherwise drowned by the background.
+    class_weights: tuple[float, ...] | None = None
     synth: SynthConfig = field(default_factory=SynthConfig)
 
 
-def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy + soft Dice (classes 1..K-1 present in the batch), ignoring 255."""
-    ce = F.cross_entropy(logits, target, ignore_index=IGNORE)
+def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor,
+                 class_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy + soft Dice (classes 1..K-1 present in the batch), ignoring 255.
+
+    ``class_weights`` (one per class) weight the cross-entropy term only.
+    """
+    ce = F.cross_entropy(logits, target, weight=class_weights, ignore_index=IGNORE)
     valid = (target != IGNORE).unsqueeze(1)
     prob = logits.softmax(1) * valid
     onehot = F.one_hot(target.clamp_max(logits.shape[1] - 1), logits.shape[1]).permute(0, 3, 1, 2)
@@ -227,6 +234,12 @@ def train(
                 "spinemetrics_version": __version__}
         save_weights(net, out / f"{kind}.pt", mcfg, meta)
 
+    ce_weights = None
+    if cfg.class_weights is not None:
+        if len(cfg.class_weights) != N_CLASSES:
+            raise ValueError(f"class_weights needs {N_CLASSES} values (background first), "
+                             f"got {len(cfg.class_weights)}")
+        ce_weights = torch.tensor(cfg.class_weights, dtype=torch.float32)
     net.train()
     for x, y in loader:
         if step >= cfg.steps:
@@ -234,7 +247,7 @@ def train(
         lr = _lr(step, cfg, (time.time() - t0) / 60)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = dice_ce_loss(net(x), y)
+        loss = dice_ce_loss(net(x), y, ce_weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)

@@ -114,6 +114,27 @@ def test_loss_known_answers_and_ignore_label():
     assert abs(float(dice_ce_loss(noisy, t2)) - float(dice_ce_loss(perfect, t2))) < 1e-4
 
 
+def test_class_weights_scale_cross_entropy_of_that_class_only():
+    # Uniform logits: every pixel's cross-entropy is log(12), whatever its class. With
+    # weights, the mean is a weighted mean, so it stays log(12); the Dice part is unchanged.
+    t = torch.zeros(1, 8, 8, dtype=torch.long)
+    t[:, :2] = 7
+    flat = torch.zeros(1, 12, 8, 8)
+    w = torch.ones(12)
+    w[7] = 5.0
+    assert torch.isclose(dice_ce_loss(flat, t, w), dice_ce_loss(flat, t), atol=1e-6)
+    # A prediction that is wrong only on class 7 pixels costs more when class 7 weighs more:
+    # weighted CE = 5 * n7 * ce_wrong / (5 * n7 + n0) vs n7 * ce_wrong / (n7 + n0).
+    good = torch.nn.functional.one_hot(torch.zeros_like(t), 12).permute(0, 3, 1, 2).float() * 20
+    ce_plain = torch.nn.functional.cross_entropy(good, t)
+    ce_weighted = torch.nn.functional.cross_entropy(good, t, weight=w)
+    n7, n0 = 16, 48
+    per_pixel = ce_plain * (n7 + n0) / n7
+    assert torch.isclose(ce_weighted, 5 * n7 * per_pixel / (5 * n7 + n0), rtol=1e-5)
+    diff = dice_ce_loss(good, t, w) - dice_ce_loss(good, t)
+    assert torch.isclose(diff, ce_weighted - ce_plain, rtol=1e-4)
+
+
 def test_dice_per_class_known_values():
     p = np.array([0, 1, 1, 2, 2, 2])
     t = np.array([0, 1, 2, 2, 2, IGNORE])

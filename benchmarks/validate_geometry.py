@@ -27,6 +27,7 @@ import pandas as pd
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from spinemetrics.geometry import MEASURE_UNITS, measure  # noqa: E402
+from spinemetrics.image import Image  # noqa: E402
 from spinemetrics.phantom import make_phantom, random_params  # noqa: E402
 from spinemetrics.phantom.truth import sacral_slope_world, truth_table  # noqa: E402
 
@@ -37,17 +38,25 @@ RELATIVE = {"mm2", "mm3"}
 LENGTHS = [m for m, u in MEASURE_UNITS.items() if u == "mm" and m != "slip_mm"]
 
 
-def run_one(seed: int, spacing_name: str, rot: tuple[float, float, float], truth_base=None,
-            sampled: bool = True):
-    """Render, measure and join one phantom; ``truth_base`` reuses the seed's sampled truth
-    (only the sacral slope depends on the rotation)."""
+def _render(seed: int, spacing_name: str, rot: tuple[float, float, float], truth_base,
+            sampled: bool, cache: Path | None):
+    """Rendered label maps and truth of one phantom, from ``cache`` when stored there.
+
+    Rendering and truth do not depend on the geometry code, so a cache (``--cache``) lets a
+    re-run after a change to :mod:`spinemetrics.geometry` time and re-measure only that.
+    """
+    f = cache / f"{seed}_{spacing_name}.npz" if cache is not None else None
+    tf = f.with_suffix(".truth.csv") if f is not None else None
+    if f is not None and f.exists() and tf.exists():
+        z = np.load(f)
+        seg = Image(z["seg"], z["affine"])
+        lev = Image(z["lev"], z["affine"])
+        truth = pd.read_csv(tf, keep_default_na=False, na_values=[""])
+        return seg, lev, truth, float(z["t_render"])
     params = random_params(seed)
     t0 = time.perf_counter()
     ph = make_phantom(params, spacing=SPACINGS[spacing_name], rotation_deg=rot, with_image=False)
     t_render = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    table = measure(ph.seg, ph.levels, subject=params.subject, scan=spacing_name)
-    t_measure = time.perf_counter() - t0
     R = ph.anat_to_world[:3, :3]
     if truth_base is None:
         truth = truth_table(ph.anatomy, R, sampled=sampled)
@@ -55,6 +64,25 @@ def run_one(seed: int, spacing_name: str, rot: tuple[float, float, float], truth
         truth = truth_base.copy()
         ss = truth["measure"] == "sacral_slope_deg"
         truth.loc[ss, "value"] = sacral_slope_world(ph.anatomy, R)
+    if f is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(f, seg=np.asarray(ph.seg.array), lev=np.asarray(ph.levels.array),
+                            affine=ph.seg.affine, t_render=t_render)
+        truth.to_csv(tf, index=False)
+    return ph.seg, ph.levels, truth, t_render
+
+
+def run_one(seed: int, spacing_name: str, rot: tuple[float, float, float], truth_base=None,
+            sampled: bool = True, cache: Path | None = None, render_only: bool = False):
+    """Render, measure and join one phantom; ``truth_base`` reuses the seed's sampled truth
+    (only the sacral slope depends on the rotation)."""
+    params = random_params(seed)
+    seg, lev, truth, t_render = _render(seed, spacing_name, rot, truth_base, sampled, cache)
+    if render_only:
+        return None, t_render, 0.0, truth
+    t0 = time.perf_counter()
+    table = measure(seg, lev, subject=params.subject, scan=spacing_name)
+    t_measure = time.perf_counter() - t0
     m = truth.merge(table, on=["level", "side", "measure"], how="left", suffixes=("_t", "_m"))
     m["seed"] = seed
     m["spacing"] = spacing_name
@@ -114,6 +142,10 @@ def main(argv=None) -> int:
     ap.add_argument("--sampled-every", type=int, default=1,
                     help="dense-sampled truth (foramen, muscle, epidural fat; ~10 s) only for "
                          "every k-th seed")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="store / reuse rendered label maps and truth in this folder")
+    ap.add_argument("--render-only", action="store_true",
+                    help="only fill --cache (no measuring, no report)")
     ap.add_argument("--report-from", nargs="+", default=None, metavar="CSV",
                     help="build the report from CSVs of earlier (e.g. parallel) runs")
     args = ap.parse_args(argv)
@@ -136,16 +168,21 @@ def main(argv=None) -> int:
             for sp in SPACINGS:
                 rot = tuple(float(v) for v in rng.uniform(-20, 20, 3))
                 m, tr, tm, truth = run_one(seed, sp, rot, truth,
-                                           sampled=(i % args.sampled_every == 0))
+                                           sampled=(i % args.sampled_every == 0),
+                                           cache=args.cache, render_only=args.render_only)
+                if m is None:
+                    continue
                 m["t_render"], m["t_measure"] = tr, tm
                 seed_rows.append(m)
                 tr_all.append(tr)
                 tm_all.append(tm)
-            if args.csv:
+            if args.csv and seed_rows:
                 df = pd.concat(seed_rows, ignore_index=True)
                 df.to_csv(args.csv, mode="a", header=not Path(args.csv).exists(), index=False)
             rows.extend(seed_rows)
             print(f"seed {seed} done ({time.perf_counter() - t_all:.0f} s)", file=sys.stderr)
+        if args.render_only:
+            return 0
         allr = pd.concat(rows, ignore_index=True)
         t_r, t_m = float(np.mean(tr_all)), float(np.mean(tm_all))
     if args.no_report:

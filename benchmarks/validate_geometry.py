@@ -52,6 +52,7 @@ def _render(seed: int, spacing_name: str, rot: tuple[float, float, float], truth
         seg = Image(z["seg"], z["affine"])
         lev = Image(z["lev"], z["affine"])
         truth = pd.read_csv(tf, keep_default_na=False, na_values=[""])
+        truth["side"] = truth["side"].fillna("")
         return seg, lev, truth, float(z["t_render"])
     params = random_params(seed)
     t0 = time.perf_counter()

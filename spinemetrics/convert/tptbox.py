@@ -13,6 +13,14 @@ Source of the ids (read through the code index):
   T1–T12, 28 T13, 20–25 L1–L6, 26 S1 (sacrum), 27 coccyx, 29–33 S2–S6; disc = vertebra + 100,
   endplate = vertebra + 200 (``VERTEBRA_INSTANCE_IVD/ENDPLATE_LABEL_OFFSET``), rib = vertebra
   + 32 (``VERTEBRA_INSTANCE_RIB_LABEL_OFFSET``; T13's rib 53).
+* Endplate ids 200 + X are **not** "the endplates of vertebra X": SPINEPS
+  (Hendrik-code/spineps ``phase_post.py``, ``add_ivd_ep_vert_label``) gives every endplate
+  connected component, like every disc component, the id of the nearest vertebra *above*
+  it, so 200 + X holds both endplates bounding disc 100 + X — the inferior endplate of X and
+  the superior endplate of the vertebra below. The panoptica maps in
+  ``/work/shared/data/panoptica_lumbar_labels`` show exactly that (each 20X has one component
+  touching body X and one touching body X + 1). :func:`split_endplates` therefore gives each
+  endplate component the level of the body it touches.
 
 In SPINEPS MRI output 49 alone is the whole vertebral body; in TPTBox CT maps 49 is the
 cortical shell and 50 the cancellous interior (measured, see the tptbox_lumbar_ct
@@ -25,6 +33,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
 from spinemetrics.convert._common import (
     VERTEBRA,
@@ -44,7 +53,7 @@ from spinemetrics.image import Image
 from spinemetrics.io._shape import label_ids
 from spinemetrics.labels import Structure as S
 
-__all__ = ["SUBREGION", "INSTANCE", "convert"]
+__all__ = ["SUBREGION", "INSTANCE", "convert", "split_endplates"]
 
 #: TPTBox ``Location`` id → contract structure (None = outside the 11 structures).
 SUBREGION: dict[int, S | None] = {
@@ -100,6 +109,53 @@ INSTANCE_NAMES = {v + _RIB_OFFSET: f"rib of vertebra {v}" for v in range(7, 21)}
 _SUBREGION_ONLY = {40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 60, 61, 62, 100}
 
 
+_ENDPLATE_OFFSET = 200
+_SACRAL = (26, 29, 30, 31, 32, 33)
+
+
+def split_endplates(inst: np.ndarray) -> np.ndarray:
+    """Relabel SPINEPS endplate components (200 + X) to the vertebra they touch.
+
+    SPINEPS stores both endplates of disc 100 + X as 200 + X (module docstring). Each
+    connected component (26-connected) of an endplate id takes ``200 + id`` of the vertebra
+    (ids 1–33 except the coccyx) with the most voxels in its one-voxel shell; a sacral
+    vertebra counts as the sacrum (226). A component that touches no vertebra keeps its id.
+
+    Parameters
+    ----------
+    inst : numpy.ndarray
+        TPTBox/SPINEPS instance map.
+
+    Returns
+    -------
+    numpy.ndarray
+        A copy with endplate ids moved to the touching vertebra (same dtype).
+    """
+    inst = np.asarray(inst)
+    ep_ids = [int(i) for i in label_ids(inst) if 201 <= i <= 233]
+    if not ep_ids:
+        return inst
+    out = inst.copy()
+    full = ndimage.generate_binary_structure(3, 3)
+    for e in ep_ids:
+        lab, n = ndimage.label(inst == e, structure=full)
+        for k, sl in enumerate(ndimage.find_objects(lab), start=1):
+            if sl is None:
+                continue
+            # Grow the box by one voxel so the shell is seen.
+            sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
+            comp = lab[sl] == k
+            shell = ndimage.binary_dilation(comp, structure=full) & ~comp
+            near = inst[sl][shell].astype(np.int64)
+            near = near[(near >= 1) & (near <= 33) & (near != 27)]
+            if not len(near):
+                continue
+            v = int(np.bincount(near).argmax())
+            v = 26 if v in _SACRAL else v
+            out[sl][comp] = _ENDPLATE_OFFSET + v
+    return out
+
+
 def looks_like_subregion_map(array: np.ndarray) -> bool:
     """A subregion map holds 41–62 / 100 and no vertebra instance ids (1–25 except 26)."""
     present = set(label_ids(array).tolist())
@@ -120,7 +176,9 @@ def convert(
                 "map (vertebra ids), not a subregion map; give the subregion map (seg-spine) "
                 "as LABELS and the instance map (seg-vert) with --instance"
             )
-        return convert_flat(img, INSTANCE, source, INSTANCE_NAMES)
+        fixed = split_endplates(arr)
+        return convert_flat(img if fixed is arr else img.with_array(fixed), INSTANCE, source,
+                            INSTANCE_NAMES)
     bad = unknown_ids(arr, set(SUBREGION))
     if bad:
         raise_unknown(img, bad, source)
@@ -146,6 +204,7 @@ def convert(
     bad = unknown_ids(inst, set(INSTANCE))
     if bad:
         raise_unknown(instance, bad, f"{source} instance")
+    inst = split_endplates(inst)
     levels = apply_table(inst, {k: t.level for k, t in INSTANCE.items() if t.level is not None})
     levels, w = anchor_at_sacrum(levels.astype(np.uint8), img.affine)
     warnings += w

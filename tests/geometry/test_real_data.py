@@ -66,7 +66,10 @@ def test_reference_and_prediction_agree(tables):
     for name in ("vertebral_height_middle_mm", "vertebral_depth_mm", "disc_height_middle_mm",
                  "canal_ap_mm", "dural_sac_ap_mm"):
         assert by[name] < 1.0, (name, by[name])
-    assert by["segmental_angle_deg"] < 1.5
+    # Superior endplates are the outer surface of SPINEPS's thin endplate layer (62), read
+    # across 3.3-mm slices: ref and pred tilt them 1–1.5° apart, so the difference of two
+    # tilts (segmental angle) disagrees by about √2 × 1.5° on average.
+    assert by["segmental_angle_deg"] < 2.5
     rel = (100 * d / m.value_ref.abs()).groupby(m.measure).mean()
     assert rel["vertebral_volume_mm3"] < 3.0 and rel["dural_sac_area_mm2"] < 8.0
 
@@ -74,11 +77,10 @@ def test_reference_and_prediction_agree(tables):
 def test_derived_levels_match_converter(tables, shared_data):
     """Levels derived from the semantic map alone name the same vertebrae and discs.
 
-    The one systematic difference: SPINEPS endplate voxels (62, instances 20X) that the
-    converter gives to vertebra X touch the body *below* disc 10X, so the derivation (which
-    follows connectivity) gives them to X+1 — ~3 % of body voxels, up to ~1.5 mm on rim
-    heights and
-    up to 2.5° on segmental angles.
+    SPINEPS endplate ids 20X hold both endplates of disc 10X; the converter gives each
+    endplate component to the body it touches, which is what the derivation does by
+    connectivity, so bodies (and hence every bony measure) agree voxel for voxel. Before that
+    fix ~3 % of body voxels differed (up to 1.5 mm on rim heights, 2.5° on angles).
     """
     from spinemetrics.levels import derive_levels
 
@@ -89,7 +91,7 @@ def test_derived_levels_match_converter(tables, shared_data):
     seg, given, mine = res.seg.array, res.levels.array, derived.levels.array
     assert set(np.unique(mine)) == set(np.unique(given))
     assert (mine[seg == 4] == given[seg == 4]).all()
-    assert (mine[seg == 1] == given[seg == 1]).mean() > 0.95
+    assert (mine[seg == 1] == given[seg == 1]).mean() > 0.999
     t = measure(res.seg, None)
     a = tables["ref"].set_index(["level", "side", "measure"]).value
     b = t.set_index(["level", "side", "measure"]).value
@@ -98,7 +100,6 @@ def test_derived_levels_match_converter(tables, shared_data):
     ok = a[both].notna() & b[both].notna()
     units = t.set_index(["level", "side", "measure"]).unit[both][ok]
     diff = (a[both][ok] - b[both][ok]).abs()
-    assert diff[units == "mm"].max() < 1.6
-    # superior endplate planes move with the endplate layer: segmental angles by up to 2.5°
-    assert diff[units == "deg"].max() < 3.0
+    assert diff[units == "mm"].max() < 0.1
+    assert diff[units == "deg"].max() < 0.1
     assert isinstance(t, pd.DataFrame)

@@ -415,6 +415,7 @@ def _write_report(
     zscores: pd.DataFrame | None,
     prov: dict[str, Any],
     warnings: list[str],
+    plotly_js: str = "inline",
 ) -> bool:
     """Write the subject report; ``False`` (and a warning) when the report module is absent."""
     try:
@@ -423,7 +424,8 @@ def _write_report(
         warnings.append("subject report skipped: spinemetrics.report is not available")
         return False
     subject_report(image, seg, levels, table, path, provenance=prov, zscores=zscores,
-                   warnings=list(warnings), subject=str(prov.get("subject") or "") or None)
+                   warnings=list(warnings), subject=str(prov.get("subject") or "") or None,
+                   plotly_js=plotly_js)
     return True
 
 
@@ -461,6 +463,7 @@ def analyze(
     table_format: str = "parquet",
     stem: str | None = None,
     on_stage: Callable[[str], None] | None = None,
+    plotly_js: str = "inline",
 ) -> AnalysisResult:
     """Analyse one scan end to end and write its outputs to ``out_dir``.
 
@@ -489,6 +492,10 @@ def analyze(
         Output file prefix; default: the input's stem.
     on_stage : callable, optional
         Called with each stage name as it starts (progress display).
+    plotly_js : str
+        ``"inline"`` (default): the report embeds plotly.js (one self-contained ~5 MB file).
+        A folder path: one shared plotly.js there, loaded by relative path (see
+        :func:`spinemetrics.report.subject_report`).
 
     Returns
     -------
@@ -578,7 +585,7 @@ def analyze(
         with _stage("report", timings, on_stage, cpu_s):
             rpath = out_dir / f"{stem}_report.html"
             if _write_report(rpath, image, segres.seg, levels, table, zscores,
-                             {**prov, "timings_s": dict(timings)}, warnings):
+                             {**prov, "timings_s": dict(timings)}, warnings, plotly_js):
                 outputs["report"] = rpath
 
     prov["timings_s"] = dict(timings)

@@ -19,6 +19,9 @@ def analyze_cmd(
     scan: str = typer.Option(None, help="Scan id (one image only; default: file stem)."),
     device: str = typer.Option("auto", help="Torch device: auto, cpu, cuda, cuda:1, mps."),
     report: bool = typer.Option(True, "--report/--no-report", help="Write the HTML report."),
+    report_plotly: str = typer.Option(
+        "inline", help="inline: self-contained report (~5 MB); shared: one plotly.js in "
+        "OUT/assets/ loaded by relative path (~0.3 MB per report)."),
     series: str = typer.Option(
         None, help="DICOM SeriesInstanceUID or description when a folder holds several series."
     ),
@@ -51,6 +54,9 @@ def analyze_cmd(
         if sex is not None and sex.upper() not in ("F", "M"):
             fail(f"--sex must be F or M, got {sex!r}")
         covariates = {k: v for k, v in (("age", age), ("sex", sex and sex.upper())) if v}
+    if report_plotly not in ("shared", "inline"):
+        fail(f"--report-plotly must be shared or inline, got {report_plotly!r}")
+    plotly_js = "inline" if report_plotly == "inline" else str(out.resolve() / "assets")
     console = stderr_console()
     failures: list[str] = []
     with scan_progress(console) as progress:
@@ -61,6 +67,7 @@ def analyze_cmd(
                 res = analyze(image, out, subject=subject, scan=scan, device=device,
                               report=report, series=series, segmenter=segmenter,
                               covariates=covariates, table_format="csv" if csv else "parquet",
+                              plotly_js=plotly_js,
                               on_stage=lambda st, name=image.name: progress.update(
                                   task, description=f"analyze {name}: {st}"))
             except AnalysisError as exc:

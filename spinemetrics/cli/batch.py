@@ -26,6 +26,9 @@ def batch_cmd(
         None, help="Existing Dask scheduler address (tcp://host:8786); see docs/cluster.md."
     ),
     report: bool = typer.Option(True, "--report/--no-report", help="Write per-scan reports."),
+    report_plotly: str = typer.Option(
+        "shared", help="shared: one plotly.js in OUT/assets/ loaded by every report (~0.3 MB "
+        "reports); inline: each report a self-contained ~5 MB file."),
     device: str = typer.Option("cpu", help="Torch device on the workers (cpu, cuda, auto)."),
     segmenter: str = typer.Option(
         None, help="cnn (default), sidecar[:DIR] (existing label maps), or module:function."
@@ -49,6 +52,8 @@ def batch_cmd(
                         format="%(levelname)s %(name)s: %(message)s")
     if workers is not None and workers < 0:
         fail("--workers must be 0 or more")
+    if report_plotly not in ("shared", "inline"):
+        fail(f"--report-plotly must be shared or inline, got {report_plotly!r}")
     console = stderr_console()
     counts = {"done": 0, "skipped": 0, "failed": 0}
     with scan_progress(console) as progress:
@@ -70,7 +75,7 @@ def batch_cmd(
                 inputs if len(inputs) > 1 else inputs[0], out, workers=workers,
                 scheduler=scheduler, report=report, device=device, segmenter=segmenter,
                 table_format="csv" if csv else "parquet", force=force,
-                progress=on_event, on_start=on_start,
+                progress=on_event, on_start=on_start, report_plotly=report_plotly,
             )
         except KeyboardInterrupt:
             progress.stop()

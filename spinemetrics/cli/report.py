@@ -36,6 +36,9 @@ def subject_cmd(
         None, "--provenance", help="JSON provenance of the analysis (<stem>_provenance.json)."),
     warnings_file: Path = typer.Option(None, "--warnings",
                                        help="Text file with one QC warning per line."),
+    plotly_dir: Path = typer.Option(
+        None, "--plotly-dir", help="Folder for one shared plotly.js that the page loads by "
+        "relative path (default: embed it; the page is then one ~5 MB file)."),
     subject: str = typer.Option(None, help="Subject id shown in the title."),
     series: str = typer.Option(None, help="DICOM series UID or description."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Log details."),
@@ -58,7 +61,8 @@ def subject_cmd(
         if isinstance(saved, dict):
             prov = {**saved, "report_rebuilt_utc": prov["created_utc"]}
     path = subject_report(img, seg_img, lev_img, tab, out, provenance=prov, zscores=z,
-                          warnings=_read_warnings(warnings_file), subject=subject)
+                          warnings=_read_warnings(warnings_file), subject=subject,
+                          plotly_js=plotly_dir.resolve() if plotly_dir else "inline")
     typer.echo(str(path))
 
 
@@ -72,6 +76,9 @@ def dashboard_cmd(
                                     help="Covariates (subject, age, sex), .csv or .parquet."),
     sample_cap: int = typer.Option(400, help="Most subjects embedded as individual points."),
     title: str = typer.Option("Cohort dashboard", help="Page title."),
+    plotly_dir: Path = typer.Option(
+        None, "--plotly-dir", help="Folder for one shared plotly.js that the page loads by "
+        "relative path (default: embed it; the page is then one ~5 MB file)."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Log details."),
 ) -> None:
     """Cohort dashboard from saved statistics (correlations.csv, models.csv) and the table."""
@@ -82,7 +89,8 @@ def dashboard_cmd(
                         format="%(levelname)s %(name)s: %(message)s")
     with stderr_console().status("aggregating cohort and writing the dashboard…"):
         path = cohort_dashboard(stats_dir, out, table=table, covariates=covariates,
-                                sample_cap=sample_cap, title=title)
+                                sample_cap=sample_cap, title=title,
+                                plotly_js=plotly_dir.resolve() if plotly_dir else "inline")
     typer.echo(str(path))
 
 

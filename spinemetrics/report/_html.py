@@ -1,10 +1,13 @@
 """Self-contained HTML pages: escaping, safe inline JSON, plotly.js embedded once.
 
-Every report is one file that opens offline: plotly.js, CSS and the report's own JS are
-inlined, images are ``data:`` URIs, and nothing points to a URL. All text that comes from
-data (subject ids, file names, warnings, provenance) goes through :func:`esc`; JSON embedded
-in ``<script>`` goes through :func:`script_json` so a string such as ``"</script>"`` cannot
-close the script element.
+By default every report is one file that opens offline: plotly.js, CSS and the report's own
+JS are inlined, images are ``data:`` URIs, and nothing points to a URL. For large batches,
+:func:`plotly_script_tag` with a folder writes plotly.js once beside the reports and each
+page loads it by a *relative* path — still offline, but about 4.6 MB smaller per page.
+
+All text that comes from data (subject ids, file names, warnings, provenance) goes through
+:func:`esc`; JSON embedded in ``<script>`` goes through :func:`script_json` so a string such
+as ``"</script>"`` cannot close the script element.
 """
 
 from __future__ import annotations
@@ -12,13 +15,19 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["esc", "script_json", "page", "plotly_js", "asset_text", "figure_div"]
+__all__ = ["esc", "script_json", "page", "plotly_js", "plotly_script_tag", "asset_text",
+           "figure_div", "INLINE"]
+
+#: ``plotly_js`` value that embeds plotly.js in the page (the default).
+INLINE = "inline"
 
 #: Plotly config: no logo/link to plotly.com, no "edit in chart studio", PNG export stays local.
 PLOTLY_CONFIG: dict[str, Any] = {
@@ -88,6 +97,45 @@ def plotly_js() -> str:
     return safe_script_text(get_plotlyjs())
 
 
+def plotly_file_name() -> str:
+    """Versioned file name of the shared plotly.js bundle, e.g. ``plotly-3.0.1.min.js``."""
+    import plotly
+
+    return f"plotly-{plotly.__version__}.min.js"
+
+
+def plotly_script_tag(plotly_js_mode: str | os.PathLike[str], page_path: str | os.PathLike[str]
+                      ) -> str:
+    """The ``<script>`` element that provides plotly.js to the page at ``page_path``.
+
+    Parameters
+    ----------
+    plotly_js_mode : str or path-like
+        ``"inline"`` embeds the bundle. Otherwise a folder (absolute, or relative to the
+        page's folder) that holds the shared bundle :func:`plotly_file_name`; it is written
+        there (atomically) when missing and the page refers to it by a relative path, so a
+        folder of reports can be moved or zipped as a whole.
+    page_path : path-like
+        Where the page will be written.
+    """
+    if str(plotly_js_mode) == INLINE:
+        return f"<script>{plotly_js()}</script>"
+    from spinemetrics.atomic import atomic_write_text
+
+    page_dir = Path(page_path).parent
+    folder = Path(plotly_js_mode)
+    if not folder.is_absolute():
+        folder = page_dir / folder
+    target = folder / plotly_file_name()
+    if not target.exists():
+        from plotly.offline import get_plotlyjs
+
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target, get_plotlyjs())
+    rel = Path(os.path.relpath(target.resolve(), page_dir.resolve())).as_posix()
+    return f'<script src="{esc(rel)}"></script>'
+
+
 def asset_text(name: str) -> str:
     """Text of a file in ``spinemetrics/report/assets``."""
     return resources.files("spinemetrics.report").joinpath("assets", name).read_text("utf-8")
@@ -107,11 +155,19 @@ def figure_div(div_id: str, fig: Any, *, height: int | None = None, cls: str = "
     )
 
 
-def page(title: str, body: str, *, extra_head: str = "", scripts: str = "") -> str:
-    """Full HTML document: CSP that forbids any network fetch, inline CSS, plotly.js, body."""
-    # The CSP is defence in depth: even a bug that injected a URL could not fetch it.
+def page(title: str, body: str, *, extra_head: str = "", scripts: str = "",
+         plotly_tag: str | None = None) -> str:
+    """Full HTML document: CSP that forbids any network fetch, inline CSS, plotly.js, body.
+
+    ``plotly_tag`` replaces the inline plotly.js (see :func:`plotly_script_tag`).
+    """
+    # The CSP is defence in depth: even a bug that injected a URL could not fetch it. A
+    # shared plotly.js is allowed from the page's own origin only ('self'; file: for
+    # browsers that give local files no origin).
+    script_src = "'unsafe-inline' 'unsafe-eval'" if plotly_tag is None else \
+        "'self' file: 'unsafe-inline' 'unsafe-eval'"
     csp = (
-        "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
+        f"default-src 'none'; script-src {script_src}; "
         "style-src 'unsafe-inline'; img-src data: blob:; font-src data:; connect-src 'none'"
     )
     return (
@@ -119,7 +175,7 @@ def page(title: str, body: str, *, extra_head: str = "", scripts: str = "") -> s
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{esc(title)}</title>\n<style>{asset_text('report.css')}</style>\n{extra_head}"
-        f"<script>{plotly_js()}</script>\n"
+        f"{plotly_tag or '<script>' + plotly_js() + '</script>'}\n"
         f"<script>var SM_CONFIG={script_json(PLOTLY_CONFIG)};</script>\n"
         f"</head>\n<body>\n{body}\n{scripts}\n</body>\n</html>\n"
     )

@@ -24,7 +24,15 @@ from spinemetrics.findings import FINDING_RULES, SEVERITY_NAMES, classify_findin
 from spinemetrics.image import Image
 from spinemetrics.labels import STRUCTURE_COLORS, Structure, lumbar_order, vertebra_name
 from spinemetrics.report import slices
-from spinemetrics.report._html import asset_text, esc, figure_div, page, script_json
+from spinemetrics.report._html import (
+    INLINE,
+    asset_text,
+    esc,
+    figure_div,
+    page,
+    plotly_script_tag,
+    script_json,
+)
 from spinemetrics.report.tables import (
     check_table,
     measure_title,
@@ -383,6 +391,7 @@ def subject_report(
     zscores: pd.DataFrame | None = None,
     warnings: Iterable[str] = (),
     subject: str | None = None,
+    plotly_js: str | os.PathLike[str] = INLINE,
 ) -> Path:
     """Write a self-contained HTML report for one scan.
 
@@ -410,6 +419,11 @@ def subject_report(
     subject : str, optional
         Subject id shown in the title (default: the table's ``subject`` column, else the
         file stem). Shown escaped.
+    plotly_js : str or path-like
+        ``"inline"`` (default) embeds plotly.js, so the page is one self-contained file
+        (~5 MB). A folder (absolute or relative to the page) instead holds one shared,
+        versioned copy that the page loads by relative path (pages ~0.2–0.5 MB; still
+        offline) — use it for batches of many reports.
 
     Returns
     -------
@@ -528,7 +542,8 @@ spine axis, not the image axes (see the spinemetrics documentation).</p></sectio
 """
     scripts = (f"<script>var SM_STRUCTURES={script_json([s.name for s in present])};</script>"
                f"<script>{asset_text('subject.js')}</script>")
-    html_text = page(title, body, scripts=scripts)
+    tag = None if str(plotly_js) == INLINE else plotly_script_tag(plotly_js, out_path)
+    html_text = page(title, body, scripts=scripts, plotly_tag=tag)
     out = Path(out_path)
     atomic_write_text(out, html_text)
     log.info("subject report written to %s (%.1f MB)", out, out.stat().st_size / 1e6)

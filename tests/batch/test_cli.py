@@ -41,8 +41,16 @@ def test_batch_cli_runs_reports_and_resumes(batch_inputs, tmp_path, capsys):
     assert sorted(scans.status) == ["done", "failed"]
     report = next((out / "scans" / "sub-02" / "sub-02").glob("*_report.html"))
     assert report.stat().st_size > 10_000
+    # Batch reports share one plotly.js (OUT/assets), referred to by relative path.
+    (shared,) = (out / "assets").glob("plotly-*.min.js")
+    assert report.stat().st_size < shared.stat().st_size / 2
+    assert f'src="../../../assets/{shared.name}"' in report.read_text("utf-8")
     assert main(args) == 0  # second run: nothing to redo
     assert "1 already done" in capsys.readouterr().err
+    # Asking for self-contained reports redoes the reports (the marker records the mode).
+    assert main([*args, "--report-plotly", "inline"]) == 0
+    assert "1 analysed" in capsys.readouterr().err
+    assert report.stat().st_size > shared.stat().st_size
 
 
 def test_batch_cli_all_failed_exits_non_zero(batch_inputs, tmp_path, capsys):

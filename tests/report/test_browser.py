@@ -227,3 +227,33 @@ def test_dashboard_from_stats_only_explains_missing_panels(browser, tmp_path):
     msg = s.page.evaluate("document.getElementById('prev').layout.annotations[0].text")
     assert "--table" in msg
     s.page.close()
+
+
+def test_shared_plotly_reports_are_small_portable_and_render(browser, phantom, tmp_path):
+    import shutil
+
+    from plotly.offline import get_plotlyjs
+
+    image, seg, lev, _ = phantom
+    root = tmp_path / "batch"
+    page_path = root / "scans" / "s1" / "report.html"
+    page_path.parent.mkdir(parents=True)
+    inline = subject_report(image, seg, lev, subject_table(), tmp_path / "inline.html",
+                            provenance=PROV)
+    subject_report(image, seg, lev, subject_table(), page_path, provenance=PROV,
+                   plotly_js=root / "assets")
+    shared_js = list((root / "assets").glob("plotly-*.min.js"))
+    assert len(shared_js) == 1 and shared_js[0].read_text("utf-8") == get_plotlyjs()
+    # The page carries everything except plotly.js.
+    saved = inline.stat().st_size - page_path.stat().st_size
+    assert abs(saved - len(get_plotlyjs().encode())) < 0.01 * saved
+    # Moved as a whole, the folder still works: the page refers to plotly.js relatively.
+    moved = tmp_path / "elsewhere"
+    shutil.move(root, moved)
+    s = Session(browser, moved / "scans" / "s1" / "report.html")
+    assert s.errors == []
+    assert [u for u in s.external_requests() if not u.endswith(shared_js[0].name)] == []
+    assert any(u.endswith(shared_js[0].name) for u in s.requests)
+    for fid in s.figure_ids():
+        assert s.n_traces_drawn(fid) > 0, fid
+    s.page.close()

@@ -27,8 +27,12 @@
    through the posterior-element mask from the voxels touching each body (geodesic nearest
    body); parts not connected to any body take the id of the nearest body.
 7. Discs (label 4) take ``100 + id`` of the body above their centroid position along the axis.
-8. Bodies touching the image border get qc ``partial_fov``; bodies whose volume is < 50 % of
-   their neighbours' median get ``size_outlier``.
+8. Bodies touching the image border get qc ``partial_fov``, or ``partial_fov_lr`` when the
+   only faces they touch are the left/right ones and a slab of ±5 mm around their
+   mid-sagittal plane (dural sac, else posterior elements, at that level) lies inside the
+   image (:func:`fov_cut`; narrow sagittal slabs cut every body laterally, yet mid-sagittal
+   heights, depths and angles are intact). Bodies whose volume is < 50 % of their
+   neighbours' median get ``size_outlier`` (cut bodies of either kind are not compared).
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ from spinemetrics.errors import LabelError
 from spinemetrics.image import Image
 from spinemetrics.labels import DISC_OFFSET, SACRUM_ID, VERTEBRA_IDS, Structure, level_name
 
-__all__ = ["LevelResult", "derive_levels", "level_qc_from_map"]
+__all__ = ["LevelResult", "derive_levels", "level_qc_from_map", "fov_cut", "lr_axes",
+           "spine_axis_of", "MID_SLAB_MM"]
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +94,100 @@ def _touches_border(mask_idx: np.ndarray, shape: tuple[int, ...],
     sp = np.ones(len(shape)) if spacing is None else np.asarray(spacing, dtype=float)
     margin = np.floor(margin_mm / sp).astype(int)
     return bool(np.any(lo <= margin) or np.any(hi >= np.asarray(shape) - 1 - margin))
+
+
+#: Half-width (mm) of the slab around a structure's mid-sagittal plane that must lie inside
+#: the image for a left/right cut to spare its mid-sagittal measures: the widest mid-sagittal
+#: reads are the ±1.5-mm ray patches (the endplate fits use whatever part of the section
+#: is in view), so ±5 mm leaves ~3 mm for error in the mid-plane estimate.
+MID_SLAB_MM = 5.0
+
+
+def lr_axes(affine: np.ndarray) -> list[int]:
+    """Array axes that run mostly left–right (world x within 45°) on grid ``affine``.
+
+    World RAS coordinates are patient coordinates, so this holds for oblique acquisitions
+    too; with no axis within 45° (unusual obliquity) the closest one is taken.
+    """
+    a = np.asarray(affine, dtype=np.float64)[:3, :3]
+    cos_x = np.abs(a[0]) / np.linalg.norm(a, axis=0)
+    ax = [int(k) for k in np.nonzero(cos_x > np.sqrt(0.5))[0]]
+    return ax or [int(np.argmax(cos_x))]
+
+
+def fov_cut(
+    mask_idx: np.ndarray, shape: tuple[int, ...], affine: np.ndarray,
+    mid_point: np.ndarray | None = None, margin_mm: float = 1.5,
+    slab_mm: float = MID_SLAB_MM,
+) -> str | None:
+    """How the field of view cuts a structure: ``None``, ``"partial_fov_lr"`` or ``"partial_fov"``.
+
+    Parameters
+    ----------
+    mask_idx : numpy.ndarray
+        (N, 3) voxel indices of the structure.
+    shape : tuple of int
+        Image shape.
+    affine : numpy.ndarray
+        4×4 voxel → world (RAS mm) matrix.
+    mid_point : numpy.ndarray, optional
+        A world point on the structure's mid-sagittal plane at its level (e.g. the dural-sac
+        centre next to it). Without it a left/right cut counts as a full cut.
+    margin_mm : float
+        A structure within this distance of an image face touches it (label maps are often
+        cropped by a voxel or two; along thick-slice axes only the edge slice counts).
+    slab_mm : float
+        Half-width of the slab around the mid-sagittal plane that must be inside the image.
+
+    Returns
+    -------
+    str or None
+        ``None`` if the structure is inside the image; ``"partial_fov_lr"`` if it touches
+        only left/right faces (array axes of :func:`lr_axes`) and the mid-sagittal slab
+        through ``mid_point`` is inside; else ``"partial_fov"``.
+    """
+    idx = np.asarray(mask_idx)
+    if not len(idx):
+        return None
+    aff = np.asarray(affine, dtype=np.float64)
+    sp = np.linalg.norm(aff[:3, :3], axis=0)
+    margin = np.floor(margin_mm / sp).astype(int)
+    top = np.asarray(shape) - 1 - margin
+    cut = (idx.min(axis=0) <= margin) | (idx.max(axis=0) >= top)
+    if not cut.any():
+        return None
+    lr = lr_axes(aff)
+    if any(cut[k] for k in range(3) if k not in lr) or mid_point is None:
+        return "partial_fov"
+    ijk = np.linalg.solve(aff[:3, :3], np.asarray(mid_point, dtype=np.float64) - aff[:3, 3])
+    for k in lr:
+        room_lo = (ijk[k] - margin[k]) * sp[k]
+        room_hi = (top[k] - ijk[k]) * sp[k]
+        if min(room_lo, room_hi) < slab_mm:
+            return "partial_fov"
+    return "partial_fov_lr"
+
+
+def spine_axis_of(centroids: np.ndarray) -> np.ndarray:
+    """Unit first principal axis of body centroids (sign arbitrary; world z when < 2)."""
+    return _spine_axis(np.asarray(centroids, dtype=np.float64), None)
+
+
+def _mid_sagittal_point(centre: np.ndarray, axis: np.ndarray, *clouds: np.ndarray,
+                        half_mm: float = 5.0) -> np.ndarray | None:
+    """A point of the mid-sagittal plane at the level of ``centre``: the mean of the first
+    point cloud (world mm) with ≥ 10 points within ``half_mm`` of it along ``axis``, with
+    ``centre``'s SI/AP position and that mean's world-x (LR) position."""
+    for pts in clouds:
+        if pts is None or not len(pts):
+            continue
+        d = pts - centre
+        sel = (np.abs(d @ axis) < half_mm) & (np.linalg.norm(d, axis=1) < 60.0)
+        if sel.sum() >= 10:
+            out = np.array(centre, dtype=np.float64)
+            out[0] = pts[sel, 0].mean()
+            return out
+    return None
 
 
 def _components(mask: np.ndarray, min_vox: float) -> tuple[list[np.ndarray], int]:
@@ -176,7 +275,8 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
                 "level map and segmentation are on different grids; pass the level map made "
                 "for this segmentation (or omit it to derive levels)"
             )
-        qc, warnings = level_qc_from_map(np.asarray(levels.array), arr, seg.spacing)
+        qc, warnings = level_qc_from_map(np.asarray(levels.array), arr, seg.spacing,
+                                         affine=seg.affine)
         return LevelResult(levels=levels, warnings=warnings, qc=qc)
 
     affine = seg.affine
@@ -264,11 +364,18 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
         )
 
     vols = np.array([len(c) * vox_mm3 for c in comps])
-    partial = [_touches_border(c, arr.shape, seg.spacing) for c in comps]
-    for vid, p in zip(ids, partial, strict=False):
+    # Mid-sagittal reference: dural sac, else posterior elements (both near the midline).
+    sac_pts = _world_points(np.argwhere((arr == Structure.thecal_sac)
+                                        | (arr == Structure.spinal_cord)), affine)
+    pe_pts = _world_points(np.argwhere(arr == Structure.posterior_elements), affine)
+    cuts = [fov_cut(c, arr.shape, affine, _mid_sagittal_point(ct, axis, sac_pts, pe_pts))
+            for c, ct in zip(comps, cents, strict=False)]
+    # Volumes (size checks, LSTV count) need the whole body: any cut counts.
+    partial = [cut is not None for cut in cuts]
+    for vid, cut in zip(ids, cuts, strict=False):
         reasons.setdefault(vid, set())
-        if p:
-            reasons[vid].add("partial_fov")
+        if cut:
+            reasons[vid].add(cut)
     for i, vid in enumerate(ids):
         neigh = [vols[j] for j in (i - 1, i + 1) if 0 <= j < len(vols) and not partial[j]]
         if neigh and not partial[i] and vols[i] < 0.5 * float(np.median(neigh)):
@@ -334,16 +441,20 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
         out[tuple(dc.T)] = did
         disc_seen[did] = disc_seen.get(did, 0) + 1
         reasons.setdefault(did, set())
-        if _touches_border(dc, arr.shape, seg.spacing):
-            reasons[did].add("partial_fov")
+        dcut = fov_cut(dc, arr.shape, affine, _mid_sagittal_point(
+            _world_points(dc, affine).mean(axis=0), axis, sac_pts, pe_pts))
+        if dcut:
+            reasons[did].add(dcut)
     for did, n in disc_seen.items():
         if n > 1:
             warnings.append(f"disc {level_name(did)} is split into {n} components")
             reasons[did].add("merged_split")
     if sacrum_idx is not None:
         reasons.setdefault(SACRUM_ID, set())
-        if _touches_border(sacrum_idx, arr.shape, seg.spacing):
-            reasons[SACRUM_ID].add("partial_fov")
+        scut = fov_cut(sacrum_idx, arr.shape, affine,
+                       _mid_sagittal_point(sacrum_c, axis, sac_pts, pe_pts, half_mm=15.0))
+        if scut:
+            reasons[SACRUM_ID].add(scut)
 
     global_reasons = set()
     if uncertain:
@@ -390,7 +501,8 @@ def _assign_posterior(out: np.ndarray, pe: np.ndarray, ids: list[int], affine: n
 
 
 def level_qc_from_map(
-    levels: np.ndarray, seg: np.ndarray | None = None, spacing: tuple[float, ...] | None = None
+    levels: np.ndarray, seg: np.ndarray | None = None, spacing: tuple[float, ...] | None = None,
+    *, affine: np.ndarray | None = None,
 ) -> tuple[dict, list]:
     """Per-level qc and warnings for an existing level map.
 
@@ -402,6 +514,9 @@ def level_qc_from_map(
         Matching semantic map: body volumes for the ``size_outlier`` check.
     spacing : tuple of float, optional
         Voxel size (mm) for the field-of-view margin.
+    affine : numpy.ndarray, optional
+        Voxel → world matrix; with it (and ``seg``), levels cut only on the left/right faces
+        get ``partial_fov_lr`` instead of ``partial_fov`` (:func:`fov_cut`).
 
     Returns
     -------
@@ -425,6 +540,21 @@ def level_qc_from_map(
     lev32 = lev_arr
     reasons: dict[int, set[str]] = {}
     vols: dict[int, int] = {}
+    cut_any: set[int] = set()
+    mid_clouds: tuple[np.ndarray, ...] = ()
+    axis = np.array([0.0, 0.0, 1.0])
+    if affine is not None and seg is not None:
+        verts = [v for v in present if v in VERTEBRA_IDS and v != SACRUM_ID]
+        if len(verts) >= 2:
+            axis = spine_axis_of(np.array([
+                _world_points(np.argwhere(lev_arr[objs[v - 1]] == v)
+                              + np.array([s_.start for s_ in objs[v - 1]]), affine).mean(axis=0)
+                for v in verts]))
+        mid_clouds = (
+            _world_points(np.argwhere((seg == Structure.thecal_sac)
+                                      | (seg == Structure.spinal_cord)), affine),
+            _world_points(np.argwhere(seg == Structure.posterior_elements), affine),
+        )
     for lid in present:
         sl = objs[lid - 1] if lid - 1 < len(objs) else None
         rs = set(global_reasons)
@@ -437,14 +567,22 @@ def level_qc_from_map(
                     vols[lid] = int(body.sum())
                     part = body if lid != SACRUM_ID else part
             idx = np.argwhere(part) + np.array([s_.start for s_ in sl])
-            if len(idx) and _touches_border(idx, levels.shape, spacing):
-                rs.add("partial_fov")
+            if affine is not None and len(idx):
+                cut = fov_cut(idx, levels.shape, affine, _mid_sagittal_point(
+                    _world_points(idx, affine).mean(axis=0), axis, *mid_clouds,
+                    half_mm=15.0 if lid == SACRUM_ID else 5.0))
+            else:
+                cut = ("partial_fov" if len(idx) and _touches_border(idx, levels.shape, spacing)
+                       else None)
+            if cut:
+                rs.add(cut)
+                cut_any.add(lid)
         reasons[lid] = rs
     order = [v for v in VERTEBRA_IDS if v in vols and v != SACRUM_ID]
     for i, v in enumerate(order):
         neigh = [vols[order[j]] for j in (i - 1, i + 1) if 0 <= j < len(order)
-                 and "partial_fov" not in reasons[order[j]]]
-        if neigh and "partial_fov" not in reasons[v] and vols[v] < 0.5 * float(np.median(neigh)):
+                 and order[j] not in cut_any]
+        if neigh and v not in cut_any and vols[v] < 0.5 * float(np.median(neigh)):
             reasons[v].add("size_outlier")
             warnings.append(f"{level_name(v)} body is less than half the size of its neighbours")
     for lid, rs in reasons.items():

@@ -15,6 +15,10 @@ planes, AP from the upper vertebra.
 * wedge angle: difference of the sagittal tilts of the two fitted endplate planes in the disc
   frame, + = lordotic (anterior opening).
 * volume: voxel count × voxel volume (|det A|).
+
+Field of view: a disc cut across the spine is NaN (``partial_fov``); one cut only on the
+left/right faces, with its mid-sagittal slab in view (``partial_fov_lr``), keeps every
+mid-sagittal value and loses only the volume.
 """
 
 from __future__ import annotations
@@ -110,10 +114,14 @@ def compute(model: SpineModel) -> list[Record]:
                     g.lower_plane.normal, g.frame.si, g.frame.ap
                 ) - tilt_deg(g.upper_plane.normal, g.frame.si, g.frame.ap)
         vol = float(len(model.voxels(f"disc:{did}")) * model.voxel_mm3)
-        if model.touches_border(f"disc:{did}"):
-            qc.add("partial_fov")
+        cut = model.fov_cut(f"disc:{did}")
+        if cut == "partial_fov":  # cut across the spine: not measured (contract §3/§5)
+            vals = dict.fromkeys(MEASURES, float("nan"))
+        if cut:
+            # partial_fov_lr: mid-sagittal heights/depth/wedge stand; the volume does not.
+            qc.add(cut)
             vol = float("nan")
-        vals["disc_volume_mm3"] = float("nan") if "partial_fov" in qc else vol
+        vals["disc_volume_mm3"] = float("nan") if qc & {"partial_fov", "partial_fov_lr"} else vol
         for m in MEASURES:
             recs.append(Record(name, m, vals.get(m, float("nan")), qc=set(qc)))
     return recs

@@ -3,7 +3,12 @@
 ``measure(seg, levels)`` builds one :class:`~spinemetrics.geometry.model.SpineModel` and runs
 each family module in turn. Values that cannot be taken are NaN with a qc reason; the qc of
 a row also carries the level's own qc from :func:`spinemetrics.levels.derive_levels`
-(``partial_fov``, ``level_uncertain``, ``lstv_suspected`` …).
+(``partial_fov``, ``partial_fov_lr``, ``level_uncertain``, ``lstv_suspected`` …).
+
+Field of view: a level cut across the spine is NaN (``partial_fov``); a level cut only on the
+left/right faces with its mid-sagittal slab in view (``partial_fov_lr``, narrow sagittal
+slabs) keeps its mid-sagittal measures and loses volumes, foramina (:data:`LR_DEPENDENT`)
+and muscle areas that reach the edge.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from spinemetrics.image import Image
 from spinemetrics.labels import level_name, lumbar_order
 from spinemetrics.levels import derive_levels
 
-__all__ = ["measure", "to_wide", "MEASURE_UNITS", "MEASURE_INFO", "COLUMNS"]
+__all__ = ["measure", "to_wide", "MEASURE_UNITS", "MEASURE_INFO", "COLUMNS", "LR_DEPENDENT"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +50,27 @@ MEASURE_UNITS: dict[str, str] = {k: v.unit for k, v in MEASURE_INFO.items()}
 
 #: Column order of the long table (contract §5).
 COLUMNS = ["subject", "scan", "level", "side", "measure", "value", "unit", "qc"]
+
+
+#: Measures that need the lateral parts of a level (pedicles, foramina), not only its
+#: mid-sagittal region: NaN (qc ``partial_fov``) at levels cut on the left/right faces
+#: (``partial_fov_lr``). Volumes and muscle areas are handled by their families, which see
+#: the cut themselves; see docs/measures.md "Field of view".
+LR_DEPENDENT = frozenset({"foraminal_height_mm", "foraminal_width_mm", "foraminal_area_mm2"})
+
+
+def _lr_cut_discs(model: SpineModel, level_qc: dict[str, str]) -> set[str]:
+    """Table names of discs whose disc or bounding bodies are cut on the left/right faces."""
+    out: set[str] = set()
+    for did in model.discs:
+        name = disc.disc_level_name(model, did)
+        g = model.disc(did)
+        keys = [f"disc:{did}"] + [f"body:{v}" for v in (g.upper, g.lower)
+                                  if v in model.vertebrae]
+        if ("partial_fov_lr" in level_qc.get(name, "").split(";")
+                or any(model.fov_cut(k) == "partial_fov_lr" for k in keys)):
+            out.add(name)
+    return out
 
 
 def _level_reasons(level_qc: dict[str, str], level: str) -> set[str]:
@@ -119,10 +145,16 @@ def measure(
         except Exception as exc:  # keep the other families' values; say what failed
             log.warning("geometry family %s failed: %s", name, exc, exc_info=True)
             warnings.append(f"{name} measures failed: {exc}")
+    lr_cut = _lr_cut_discs(model, level_qc)
     rows = []
     for r in records:
         qc = set(r.qc) | _level_reasons(level_qc, r.level)
         value = r.value
+        if r.measure in LR_DEPENDENT and r.level in lr_cut:
+            # The pedicles are cut or nearly so: their centroids (hence the foraminal plane)
+            # would be biased toward the midline without any NaN showing it.
+            qc |= {"partial_fov", "partial_fov_lr"}
+            value = float("nan")
         if value is not None and not np.isfinite(value):
             value = float("nan")
             if not qc:

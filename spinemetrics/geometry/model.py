@@ -30,6 +30,7 @@ from spinemetrics.geometry.frame import Centreline, Frame, Plane, fit_plane, uni
 from spinemetrics.geometry.sampling import MaskField, first_crossing, ray_grid
 from spinemetrics.image import Image
 from spinemetrics.labels import DISC_OFFSET, SACRUM_ID, VERTEBRA_IDS, Structure
+from spinemetrics.levels import fov_cut, spine_axis_of
 
 __all__ = ["SpineModel", "VertebraGeom", "DiscGeom"]
 
@@ -120,6 +121,7 @@ class SpineModel:
         self._fields: dict[str, MaskField] = {}
         self._vert: dict[int, VertebraGeom | None] = {}
         self._disc: dict[int, DiscGeom | None] = {}
+        self._cuts: dict[str, str | None] = {}
         self._seg_objs = ndimage.find_objects(_as_label_array(self.seg))
         self._lev_objs = ndimage.find_objects(_as_label_array(self.lev))
         present = [i + 1 for i, sl in enumerate(self._lev_objs) if sl is not None]
@@ -204,6 +206,58 @@ class SpineModel:
         top = np.asarray(self.seg.shape) - 1 - self._edge_margin
         return bool(np.any(lo <= self._edge_margin) or np.any(hi >= top))
 
+    def fov_cut(self, key: str) -> str | None:
+        """How the field of view cuts mask ``key``: None, ``"partial_fov_lr"`` (left/right
+        faces only, mid-sagittal slab inside) or ``"partial_fov"``.
+
+        Same rule and inputs as the level qc of :func:`spinemetrics.levels.derive_levels`
+        (:func:`spinemetrics.levels.fov_cut`; mid-sagittal plane from the dural sac, else the
+        posterior elements, within 5 mm of the mask centroid along the spine axis), so a
+        row's values and its level qc agree.
+        """
+        if key not in self._cuts:
+            idx = self.voxels(key)
+            mid = None
+            if len(idx):
+                mid = self.mid_sagittal_point(self.world(idx).mean(axis=0), self.spine_axis)
+            self._cuts[key] = fov_cut(idx, self.seg.shape, self.affine, mid)
+        return self._cuts[key]
+
+    @cached_property
+    def spine_axis(self) -> np.ndarray:
+        """First principal axis of the body centroids (sign arbitrary)."""
+        return spine_axis_of(np.array([self._body_centroid[v] for v in self.vertebrae]))
+
+    def mid_sagittal_point(self, centre: np.ndarray, si: np.ndarray) -> np.ndarray | None:
+        """``centre`` moved along world x (patient LR) onto the mid-sagittal plane at its
+        level: the x of the dural-sac (else posterior-element) points within 5 mm along
+        ``si``; None when neither is there."""
+        for pts in (self.sac_points, self.pe_points):
+            if not len(pts):
+                continue
+            d = pts - centre
+            sel = (np.abs(d @ si) < 5.0) & (np.linalg.norm(d, axis=1) < 60.0)
+            if sel.sum() >= 10:
+                out = np.array(centre, dtype=np.float64)
+                out[0] = pts[sel, 0].mean()
+                return out
+        return None
+
+    def fov_distance(self, point: np.ndarray, direction: np.ndarray) -> float:
+        """Distance (mm) from ``point`` along ``direction`` to 1.5 mm inside the image edge."""
+        inv = np.linalg.inv(self.affine)
+        p = inv[:3, :3] @ np.asarray(point, dtype=np.float64) + inv[:3, 3]
+        d = inv[:3, :3] @ np.asarray(direction, dtype=np.float64)
+        lo = self._edge_margin - 0.5
+        hi = np.asarray(self.seg.shape) - 0.5 - self._edge_margin
+        t = np.inf
+        for k in range(3):
+            if abs(d[k]) < 1e-12:
+                continue
+            edge = hi[k] if d[k] > 0 else lo[k]
+            t = min(t, (edge - p[k]) / d[k])
+        return float(max(t, 0.0))
+
     def field(self, key: str) -> MaskField:
         if key not in self._fields:
             crop, lo = self._crop(key)
@@ -232,6 +286,10 @@ class SpineModel:
     @cached_property
     def sac_points(self) -> np.ndarray:
         return self.world(self.voxels("sac"))
+
+    @cached_property
+    def pe_points(self) -> np.ndarray:
+        return self.world(self.voxels("posterior_elements"))
 
     @cached_property
     def centreline(self) -> Centreline | None:
@@ -357,9 +415,16 @@ class SpineModel:
             ap0 = c - canal
         key = f"body:{vid}"
         sup = inf = None
+        lr_cut = self.fov_cut(key) == "partial_fov_lr"
+        if lr_cut:
+            # Cut on the left/right faces only: the mid-sagittal part is intact. The centroid
+            # of what is in view is biased toward the less-cut side, so measure on the
+            # mid-sagittal plane (dural sac / posterior elements) instead.
+            qc.add("partial_fov_lr")
+            c = self.mid_sagittal_point(c, si)
         for _ in range(2):
             fr = Frame.from_si_ap(c, si, ap0)
-            section = self._section_grid(key, c, fr)
+            section = self._section_grid(key, c, fr, lr_cut)
             if section is None:
                 qc.add("partial_fov")
                 break
@@ -379,6 +444,9 @@ class SpineModel:
                                 0.0, 0.0, qc)
         else:
             fr = Frame.from_si_ap(c, si, ap0)
+            if lr_cut:
+                # The width is unknown; the origin already lies on the mid-sagittal plane.
+                semi_lr, cen_lr = float("nan"), 0.0
             geom = VertebraGeom(vid, fr, sup, inf, semi_ap, semi_lr, cen_ap, cen_lr, qc)
         self._vert[vid] = geom
         return geom
@@ -429,9 +497,13 @@ class SpineModel:
         up_key = f"body:{upper}" if upper in self.vertebrae else None
         lo_key = self.lower_key(lower) if lower is not None else None
         upper_plane = lower_plane = None
+        lr_cut = self.fov_cut(dmask_key) == "partial_fov_lr"
+        if lr_cut:  # as for vertebrae: measure on the mid-sagittal plane
+            qc.add("partial_fov_lr")
+            c = self.mid_sagittal_point(c, si)
         for _ in range(2):
             fr = Frame.from_si_ap(c, si, ap0)
-            section = self._section_grid(dmask_key, c, fr)
+            section = self._section_grid(dmask_key, c, fr, lr_cut)
             if section is None:
                 qc.add("partial_fov")
                 break
@@ -450,15 +522,23 @@ class SpineModel:
         return geom
 
     def _section_grid(
-        self, key: str, c: np.ndarray, fr: Frame
+        self, key: str, c: np.ndarray, fr: Frame, lr_cut: bool = False
     ) -> tuple[np.ndarray, float, float, float, float] | None:
         """Start points spread over the AP × LR section of mask ``key`` through ``c``.
 
         Returns ``(starts, semi_ap, semi_lr, cen_ap, cen_lr)``, or None when a chord leaves
         the field of view (the endplates cannot then be fitted over the whole section).
+        With ``lr_cut`` (structure cut on the left/right faces only) a left/right chord that
+        leaves the field of view ends at the image edge instead: the endplates are then
+        fitted over the part in view, which fixes their sagittal tilt all the same.
         """
         ap_p, ap_m = self.chord(key, c, fr.ap, 50.0)
         lr_p, lr_m = self.chord(key, c, fr.lr, 50.0)
+        if lr_cut:
+            if not np.isfinite(lr_p):
+                lr_p = self.fov_distance(c, fr.lr)
+            if not np.isfinite(lr_m):
+                lr_m = self.fov_distance(c, -fr.lr)
         if not np.all(np.isfinite([ap_p, ap_m, lr_p, lr_m])):
             return None
         semi_ap, semi_lr = (ap_p + ap_m) / 2, (lr_p + lr_m) / 2

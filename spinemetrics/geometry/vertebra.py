@@ -9,6 +9,10 @@ planes, AP = body → canal reversed):
 * heights at 10 / 50 / 90 % of depth from the anterior edge: SI chord of the body mask
   (superior to inferior endplate), trimmed mean of 25 parallel rays on a ±1 × ±1.5 mm patch;
 * wedge index ``Ha / Hp``; volume = voxel count × voxel volume.
+
+Field of view: a body cut across the spine is NaN (``partial_fov``); one cut only on the
+left/right faces, with its mid-sagittal slab in view (``partial_fov_lr``), keeps the
+mid-sagittal heights, depth and wedge index and loses only the volume.
 """
 
 from __future__ import annotations
@@ -77,8 +81,14 @@ def compute(model: SpineModel) -> list[Record]:
                 "vertebral_wedge_index": h["anterior"] / h["posterior"],
                 "vertebral_volume_mm3": model.body_volume_mm3(vid),
             }
-        if model.touches_border(f"body:{vid}"):
-            qc.add("partial_fov")
+        cut = model.fov_cut(f"body:{vid}")
+        if cut == "partial_fov":
+            # Cut across the spine (or laterally into the mid-sagittal region): a level the
+            # field of view cuts is not measured (contract §3/§5).
+            vals = dict.fromkeys(MEASURES, float("nan"))
+        if cut:
+            # partial_fov_lr: mid-sagittal heights/depth/wedge stand; the volume does not.
+            qc.add(cut)
             vals["vertebral_volume_mm3"] = float("nan")
         for m in MEASURES:
             recs.append(Record(name, m, vals[m], qc=set(qc)))

@@ -53,7 +53,8 @@ truth (`benchmarks/validate_geometry.py`, details in [validation.md](validation.
 | qc | meaning |
 |---|---|
 | `ok` | measured, nothing to report |
-| `partial_fov` | the structure reaches the edge of the field of view (values that depend on the cut part are NaN) |
+| `partial_fov` | the structure is cut by the field of view across the spine (or laterally into its mid-sagittal region): its values are NaN |
+| `partial_fov_lr` | the structure is cut only on the left/right faces and a ±5 mm slab around its mid-sagittal plane is in view (narrow sagittal slabs): mid-sagittal values are kept, left/right-dependent ones are NaN (see "Field of view" below) |
 | `level_uncertain` | no sacrum in view: names assume the lowest body is L5 |
 | `lstv_suspected` / `lstv` | 4 or 6 lumbar(-sized) vertebrae (derived heuristic / given L6) — names kept sacrum-anchored |
 | `size_outlier` | body < 50 % of its neighbours' volume (fragment or mis-segmentation) |
@@ -67,6 +68,37 @@ truth (`benchmarks/validate_geometry.py`, details in [validation.md](validation.
 | `missing_neighbour` / `missing_endplate` | an angle or slip needs a vertebra or endplate that is not in view |
 | `ap_from_scanner` | no canal or arch to orient AP: scanner AP used |
 | `not_measurable` | NaN for another reason |
+
+## Field of view
+
+A level (body, disc, sacrum) touching an image face within 1.5 mm is cut
+(`spinemetrics.levels.fov_cut`, used both by the level qc and by the measure families, so a
+row's value and its qc always agree). The faces are told apart by the array axis: world RAS
+coordinates are patient coordinates, so the axes within 45° of world x are the left/right
+ones, oblique grids included.
+
+* Cut on any other face (top or bottom of the stack, anterior/posterior), or on a left/right
+  face with the mid-sagittal plane less than 5 mm from that face: **`partial_fov`, every
+  value of the level NaN** (contract §3/§5: cut levels are not measured).
+* Cut **only** on left/right faces, with a ±5 mm slab around the level's mid-sagittal plane
+  in view (mid-sagittal plane = the dural sac's left-right centre at that level, else that of
+  the posterior elements): **`partial_fov_lr`**. Frames are then centred on that plane (the
+  centroid of what is in view is biased toward the less-cut side) and endplates are fitted
+  over the part of the section in view. Per measure, from its definition (MEASURES.md):
+
+| kept (qc `partial_fov_lr`) — defined in the mid-sagittal plane | NaN (qc `partial_fov`) — need the left/right extent |
+|---|---|
+| disc and vertebral heights (10/50/90 %), depths, Farfan index, wedge index, disc wedge angle | `disc_volume_mm3`, `vertebral_volume_mm3` |
+| `segmental_angle_deg`, `lumbar_lordosis_deg`, `sacral_slope_deg`, `slip_percent`, `slip_mm` | foraminal height/width/area (the pedicles, hence the foraminal plane, are cut or nearly so) |
+| `canal_ap_mm`, `dural_sac_ap_mm`; `dural_sac_area_mm2` when the sac section itself is not cut (else NaN, `partial_fov`) | `paraspinal_muscle_area_mm2` on a side whose muscle reaches the edge |
+| `ligamentum_flavum_thickness_mm`, `epidural_fat_area_mm2` (canal section; NaN when that section is cut) | |
+
+Checked on phantoms cropped to a 34-mm slab (`tests/geometry/test_fov.py`): kept values equal
+the uncropped ones within 0.3 mm (heights, depths, canal), 2 % (sac area) and 1.5° / 1.5 pp
+(angles, slip; median 0.1°); a slab whose edge passes within 5 mm of the mid-plane, or a cut
+through the top body, gives `partial_fov` NaN. The shipped 38-mm-wide demo T2 scan goes from
+50 to 107 finite values of 208 (the rest: foramina, volumes, the two bodies cut at the top
+and bottom of the stack, and CNN gaps).
 """
 
 

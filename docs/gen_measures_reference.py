@@ -53,7 +53,7 @@ truth (`benchmarks/validate_geometry.py`, details in [validation.md](validation.
 | qc | meaning |
 |---|---|
 | `ok` | measured, nothing to report |
-| `partial_fov` | the structure is cut by the field of view across the spine (or laterally into its mid-sagittal region): its values are NaN |
+| `partial_fov` | cut by the field of view: a level cut across the spine (or laterally into its mid-sagittal region) has its disc, vertebra and canal values NaN; on other rows, the part the measure looked at reached the edge (values that depend on the cut part are NaN) |
 | `partial_fov_lr` | the structure is cut only on the left/right faces and a ±5 mm slab around its mid-sagittal plane is in view (narrow sagittal slabs): mid-sagittal values are kept, left/right-dependent ones are NaN (see "Field of view" below) |
 | `level_uncertain` | no sacrum in view: names assume the lowest body is L5 |
 | `lstv_suspected` / `lstv` | 4 or 6 lumbar(-sized) vertebrae (derived heuristic / given L6) — names kept sacrum-anchored |
@@ -78,8 +78,8 @@ coordinates are patient coordinates, so the axes within 45° of world x are the 
 ones, oblique grids included.
 
 * Cut on any other face (top or bottom of the stack, anterior/posterior), or on a left/right
-  face with the mid-sagittal plane less than 5 mm from that face: **`partial_fov`, every
-  value of the level NaN** (contract §3/§5: cut levels are not measured).
+  face with the mid-sagittal plane less than 5 mm from that face: **`partial_fov`, the
+  level's disc, vertebra and canal values NaN** (contract §3/§5: cut levels are not measured).
 * Cut **only** on left/right faces, with a ±5 mm slab around the level's mid-sagittal plane
   in view (mid-sagittal plane = the dural sac's left-right centre at that level, else that of
   the posterior elements): **`partial_fov_lr`**. Frames are then centred on that plane (the
@@ -97,7 +97,7 @@ Checked on phantoms cropped to a 34-mm slab (`tests/geometry/test_fov.py`): kept
 the uncropped ones within 0.3 mm (heights, depths, canal), 2 % (sac area) and 1.5° / 1.5 pp
 (angles, slip; median 0.1°); a slab whose edge passes within 5 mm of the mid-plane, or a cut
 through the top body, gives `partial_fov` NaN. The shipped 38-mm-wide demo T2 scan goes from
-50 to 107 finite values of 208 (the rest: foramina, volumes, the two bodies cut at the top
+50 to 105 finite values of 208 (the rest: foramina, volumes, the two bodies cut at the top
 and bottom of the stack, and CNN gaps).
 """
 

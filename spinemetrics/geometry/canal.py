@@ -15,6 +15,10 @@ in-plane axes AP (level AP orthogonalised to the tangent) and LR.
   axis through the centreline point from the disc / body wall to the ligamentum flavum or
   posterior elements — NaN when the ligamentum flavum is not segmented (MEASURES §3.1: at disc
   level this is a soft-tissue measure).
+
+Field of view: at a level cut across the spine (``partial_fov``) the section position is
+unknown, so all three are NaN; at a level cut only left/right (``partial_fov_lr``) they are
+kept, the sac area and AP only if the sac section itself is not cut.
 """
 
 from __future__ import annotations
@@ -171,11 +175,20 @@ def compute(model: SpineModel) -> list[Record]:
             for m in MEASURES:
                 recs.append(Record(name, m, float("nan"), qc={"no_canal"}))
             continue
+        key = f"body:{lid}" if kind == "vertebra" else f"disc:{lid}"
+        if model.fov_cut(key) == "partial_fov":
+            # The level itself is cut across the spine: its centroid, hence the mid-plane
+            # where the section is taken, is not where it should be.
+            for m in MEASURES:
+                recs.append(Record(sec.level, m, float("nan"), qc={"partial_fov"}))
+            continue
         vals, qc = _sac_values(model, sec)
         vals["canal_ap_mm"] = (bony_canal_ap(model, lid) if kind == "vertebra"
                                else _disc_canal_ap(model, sec))
         for m in MEASURES:
-            q = set(qc)
+            # The canal AP is read on rays of its own (NaN if they reach the edge); a cut
+            # sac section says nothing about it.
+            q = set(qc) - {"partial_fov"} if m == "canal_ap_mm" else set(qc)
             if m == "canal_ap_mm" and kind == "disc" and not model.has_structure(
                     "ligamentum_flavum"):
                 q.add("no_ligamentum_flavum")

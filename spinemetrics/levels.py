@@ -15,14 +15,18 @@
 4. Naming is anchored at the sacrum (label 3): the body directly above it is L5 (24), then
    L4 … L1, T12, T11 … (contract §3). Without a sacrum the lowest body is *assumed* to be L5
    and every level gets qc ``level_uncertain``.
-5. LSTV heuristic (no ribs are segmented, so T12 cannot be recognised directly): thoracic
-   bodies are markedly smaller than lumbar ones (at T12 ~65 % of the L3–L5 volume on the
-   sample maps in ``/work/shared/data/panoptica_lumbar_labels``, L1 ~76 %). Bodies whose volume is
-   ≥ 70 % of the median of the three bodies above the sacrum count as "lumbar-sized"; a
-   run of 4 or 6 such bodies directly above the sacrum (all complete, not cut by the field of
-   view) raises the warning and qc ``lstv_suspected`` on every level. The names are *not*
-   changed (contract §3: never a silent relabelling). This is a weak cue — whole-spine
-   counting is the only reliable method (MEASURES.md §8, Tokgoz 2014).
+5. LSTV heuristic (no ribs are segmented, so T12 cannot be recognised directly). Primary
+   cue, the transverse processes: thoracic ones are short (the ribs carry on), lumbar ones
+   long, longest at L3. A vertebra whose posterior elements reach laterally beyond its
+   pedicles by ≥ 55 % of the longest reach in view is lumbar-type; counting up from the body
+   on the sacrum, a run of 6 (or of 4 with a thoracic-type vertebra above it) raises the
+   warning and qc ``lstv_suspected`` on every level. When posterior elements are missing or
+   cut by the field of view (narrow slabs cut the transverse processes), the fallback is
+   body size: thoracic bodies are smaller (T12 ~65 % of the L3–L5 volume on the maps in
+   ``/work/shared/data/panoptica_lumbar_labels``, L1 ~76 %), bodies ≥ 70 % of the median of
+   the three above the sacrum count as lumbar-sized. The names are *not* changed (contract
+   §3: never a silent relabelling). Both are weak cues — whole-spine counting is the only
+   reliable method (MEASURES.md §8, Tokgoz 2014).
 6. Posterior elements (label 2) get the id of the body they are attached to: a flood fill
    through the posterior-element mask from the voxels touching each body (geodesic nearest
    body); parts not connected to any body take the id of the nearest body.
@@ -57,6 +61,9 @@ _SIX = ndimage.generate_binary_structure(3, 1)
 _MIN_BODY_MM3 = 500.0
 _MIN_DISC_MM3 = 100.0
 _LUMBAR_SIZED = 0.70
+#: Transverse-process reach of a lumbar-type vertebra, as a fraction of the longest in view
+#: (L3's, normally). Phantoms (1.5 mm, oblique up to 10°): thoracic ≤ 0.52, L1 ≥ 0.57.
+_TP_LUMBAR = 0.55
 
 
 @dataclass
@@ -337,8 +344,18 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
     cents = cents[order]
     proj = proj[order]
     if sacrum_idx is not None:
-        sac_top = np.percentile(_world_points(sacrum_idx, affine) @ axis, 99)
-        above = proj > sac_top - 5.0
+        # "Inside the sacrum" is judged on the sacrum under each body (within 15 mm of the
+        # line through its centroid along the axis): the sacrum's highest point overall is
+        # often its posterior/lateral rim, level with a steeply tilted L5 (or L6) body.
+        sac_pts = _world_points(sacrum_idx, affine)
+        sac_s = sac_pts @ axis
+        above = np.ones(len(comps), bool)
+        for i, ct in enumerate(cents):
+            d = sac_pts - ct
+            radial = np.linalg.norm(d - np.outer(d @ axis, axis), axis=1)
+            near = radial < 15.0
+            if near.sum() >= 10:
+                above[i] = proj[i] > np.percentile(sac_s[near], 99) - 5.0
         if not above.all():
             warnings.append(
                 f"ignored {int((~above).sum())} vertebral-body component(s) inside the sacrum"
@@ -382,30 +399,6 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
             reasons[vid].add("size_outlier")
             warnings.append(f"{level_name(vid)} body is less than half the size of its neighbours")
 
-    # LSTV heuristic (module docstring, point 5).
-    lumbar_count: int | None = None
-    lstv = False
-    if not uncertain and len(comps) >= 3 and not any(partial[:3]):
-        ref = float(np.median(vols[:3]))
-        run = 0
-        for v, p in zip(vols, partial, strict=False):
-            if p:
-                run = -1
-                break
-            if v >= _LUMBAR_SIZED * ref:
-                run += 1
-            else:
-                break
-        if run >= 0:
-            lumbar_count = run
-            if run == 6 or (run == 4 and len(comps) > 4):
-                lstv = True
-                warnings.append(
-                    f"{run} lumbar-sized vertebral bodies above the sacrum: possible "
-                    "lumbosacral transitional vertebra; levels keep sacrum-anchored names "
-                    "(qc lstv_suspected) — confirm the count on a whole-spine localiser"
-                )
-
     out = np.zeros(arr.shape, dtype=np.uint16)
     for vid, c in zip(ids, comps, strict=False):
         out[tuple(c.T)] = vid
@@ -413,6 +406,27 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
         # All sacrum voxels (incl. small fragments) belong to S1.
         out[arr == Structure.sacrum] = SACRUM_ID
     _assign_posterior(out, arr == Structure.posterior_elements, ids, affine)
+
+    # LSTV heuristic (module docstring, point 5): transverse-process reach first, body size
+    # when the posterior elements are cut or missing.
+    lumbar_count: int | None = None
+    lstv = False
+    if not uncertain and len(comps) >= 3:
+        run, bounded, cue = _lumbar_run_tp(out, arr, comps, ids, affine, axis)
+        if run is None and not any(partial[:3]):
+            run, bounded, cue = _lumbar_run_size(vols, partial), None, "size"
+            bounded = run is not None and run < len(comps)
+        if run is not None:
+            lumbar_count = run
+            if run >= 6 or (run == 4 and bounded):
+                lstv = True
+                what = ("lumbar-type vertebrae (transverse processes)" if cue == "tp"
+                        else "lumbar-sized vertebral bodies")
+                warnings.append(
+                    f"{run} {what} above the sacrum: possible lumbosacral transitional "
+                    "vertebra; levels keep sacrum-anchored names (qc lstv_suspected) — "
+                    "confirm the count on a whole-spine localiser"
+                )
 
     # Discs: 100 + the vertebra above, from the position along the axis.
     anchors = []  # (proj, id) caudal → cranial, sacrum first when present
@@ -470,6 +484,109 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
         log.info("levels: %s", w)
     img = seg.with_array(out)
     return LevelResult(levels=img, warnings=warnings, qc=qc, lumbar_sized_count=lumbar_count)
+
+
+def _tp_reach(body_idx: np.ndarray, pe_idx: np.ndarray, affine: np.ndarray,
+              axis: np.ndarray) -> float | None:
+    """How far a vertebra's posterior elements reach laterally beyond its pedicles (mm).
+
+    In the vertebra's frame (SI = spine axis, AP = posterior elements → body, LR = their
+    cross product), per side: the 99th percentile of the lateral posterior-element extent
+    minus the mean lateral position of the pedicles (posterior-element voxels within 6 mm
+    behind the posterior body wall, > 3 mm off the midline); mean of both sides. Subtracting
+    the pedicles removes the canal width, so what is left is essentially the transverse
+    process length. None when a side has no pedicle or no lateral voxels.
+    """
+    if len(pe_idx) < 20:
+        return None
+    body = _world_points(body_idx, affine)
+    pe = _world_points(pe_idx, affine)
+    c = body.mean(axis=0)
+    ap = c - pe.mean(axis=0)
+    ap = ap - (ap @ axis) * axis
+    if np.linalg.norm(ap) < 1e-6:
+        return None
+    ap /= np.linalg.norm(ap)
+    lr = np.cross(ap, axis)
+    wall = float(np.percentile((body - c) @ ap, 1))
+    pap, plr = (pe - c) @ ap, (pe - c) @ lr
+    band = (pap < wall) & (pap > wall - 6.0)
+    reach = []
+    for sgn in (1.0, -1.0):
+        side = sgn * plr
+        ped = band & (side > 3.0)
+        if ped.sum() < 4 or (side > 0).sum() < 4:
+            return None
+        reach.append(float(np.percentile(side[side > 0], 99)) - float(side[ped].mean()))
+    return float(np.mean(reach))
+
+
+def _lumbar_run_tp(out: np.ndarray, arr: np.ndarray, comps: list, ids: list[int],
+                   affine: np.ndarray, axis: np.ndarray):
+    """Lumbar-type vertebrae directly above the sacrum, from transverse-process reach.
+
+    Thoracic transverse processes are short (the ribs carry on), lumbar ones long, longest
+    at L3: a vertebra is lumbar-type when its reach (:func:`_tp_reach`) is at least
+    ``_TP_LUMBAR`` × the longest reach in view. Counting starts with the body on the sacrum
+    and stops at the first thoracic-type one. Not used (None) on left/right spacing > 2 mm
+    or when the run is shorter than 3 (both mean the processes are not resolved).
+
+    Returns
+    -------
+    (run, bounded, "tp") or (None, None, None)
+        ``bounded``: a thoracic-type vertebra was seen above the run. None when a vertebra
+        the count needs has its posterior elements cut by the field of view or missing.
+    """
+    spacing = np.linalg.norm(np.asarray(affine, dtype=np.float64)[:3, :3], axis=0)
+    if max(spacing[k] for k in lr_axes(affine)) > 2.0:
+        # Transverse processes are thin, oblique plates: 3–4 mm sagittal slices sample them
+        # too coarsely (the SPINEPS maps in /work/shared/data, 3.3 mm: L4/L5 read shorter
+        # than T12).
+        return None, None, None
+    pe_idx = np.argwhere(arr == Structure.posterior_elements)
+    if not len(pe_idx):
+        return None, None, None
+    pe_ids = out[tuple(pe_idx.T)]
+    reach: list[float | None] = []
+    for vid, c in zip(ids, comps, strict=False):
+        mine = pe_idx[pe_ids == vid]
+        if not len(mine) or fov_cut(mine, arr.shape, affine) is not None:
+            reach.append(None)
+        else:
+            reach.append(_tp_reach(c, mine, affine, axis))
+    known = [r for r in reach if r is not None]
+    if not known or reach[0] is None:
+        return None, None, None
+    ref = max(known)
+    run = 1  # the body on the sacrum (L5, or L6 / a sacralised L5)
+    bounded = False
+    for r in reach[1:]:
+        if r is None:
+            return None, None, None
+        if r < _TP_LUMBAR * ref:
+            bounded = True
+            break
+        run += 1
+    if run < 3:
+        # L3–L5 carry the longest processes: a run this short means the cue failed
+        # (processes missed by the segmentation), not a spine with two lumbar vertebrae.
+        return None, None, None
+    return run, bounded, "tp"
+
+
+def _lumbar_run_size(vols: np.ndarray, partial: list[bool]) -> int | None:
+    """Lumbar-sized bodies directly above the sacrum (≥ ``_LUMBAR_SIZED`` × the median of
+    the three lowest); None when a body the count needs is cut by the field of view."""
+    ref = float(np.median(vols[:3]))
+    run = 0
+    for v, p in zip(vols, partial, strict=False):
+        if p:
+            return None
+        if v >= _LUMBAR_SIZED * ref:
+            run += 1
+        else:
+            break
+    return run
 
 
 def _assign_posterior(out: np.ndarray, pe: np.ndarray, ids: list[int], affine: np.ndarray) -> None:

@@ -111,3 +111,30 @@ def test_transitional_level_maps_flag_every_row(lumbar_count, disc):
     assert disc in set(t.level)
     assert t.qc.str.contains("lstv").all()
     assert any("lumbar" in w or "L6" in w for w in t.attrs["warnings"])
+
+
+# Lumbosacral transitional anatomy on the phantom (contract §3): 4 or 6 lumbar vertebrae
+# must raise lstv_suspected, 5 must not. Thoracic phantom vertebrae have short transverse
+# processes (spinemetrics.phantom.model: 10 mm vs 14–24 mm lumbar); body sizes follow the
+# position above the sacrum only, so they carry no lumbar/thoracic cue there.
+@pytest.mark.parametrize("lumbar_count, top, seed, flagged", [
+    (4, "T12", 0, True), (4, "T12", 1, True), (4, "T11", 2, True), (4, "T11", 3, True),
+    (6, "T12", 0, True), (6, "T12", 1, True), (6, "T11", 3, True), (6, "T11", 4, True),
+    (5, "T12", 0, False), (5, "T12", 1, False), (5, "T11", 2, False), (5, "T11", 3, False),
+])
+def test_lstv_on_phantoms(lumbar_count, top, seed, flagged):
+    from spinemetrics.phantom import make_phantom, random_params
+
+    params = random_params(seed, lumbar_count=lumbar_count, top=top)
+    ph = make_phantom(params, spacing=(1.5, 1.5, 1.5), with_image=False)
+    res = derive_levels(ph.seg)
+    assert res.lumbar_sized_count == lumbar_count
+    assert all(("lstv_suspected" in q) == flagged for q in res.qc.values())
+    assert any("transitional" in w for w in res.warnings) == flagged
+    # every body above the sacrum is named (none lost "inside the sacrum"), sacrum-anchored:
+    # the body on the sacrum is called L5 whatever the count
+    out, seg, lev = res.levels.array, ph.seg.array, ph.levels.array
+    bodies = set(np.unique(out[seg == 1])) - {0}
+    assert len(bodies) == len(params.vertebrae)
+    lowest = 20 + lumbar_count - 1  # phantom id of the lowest lumbar vertebra
+    assert set(np.unique(out[(seg == 1) & (lev == lowest)])) == {24}

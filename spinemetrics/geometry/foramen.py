@@ -29,6 +29,8 @@ about one slice, hence qc ``low_confidence`` there (MEASURES §0b).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import ndimage
 
@@ -36,10 +38,11 @@ from spinemetrics.geometry._table import MeasureInfo, Record
 from spinemetrics.geometry.canal import bony_canal_ap
 from spinemetrics.geometry.disc import disc_level_name
 from spinemetrics.geometry.model import SpineModel
-from spinemetrics.geometry.sampling import plane_grid
+from spinemetrics.geometry.sampling import MaskField, local_sdf_field, plane_grid
 from spinemetrics.labels import SACRUM_ID
 
-__all__ = ["MEASURES", "compute", "foramen_region", "pedicle_centres"]
+__all__ = ["MEASURES", "ForamenSection", "compute", "foramen_region", "foramen_width",
+           "pedicle_centres", "solid_field"]
 
 MEASURES: dict[str, MeasureInfo] = {
     "foraminal_height_mm": MeasureInfo(
@@ -79,13 +82,38 @@ def pedicle_centres(model: SpineModel, vid: int) -> dict[str, tuple[float, np.nd
                 s = sel & (sgn * (loc[:, 1] - g.centre_lr) > 3.0)
                 if s.sum() >= 5:
                     lr, si = float(loc[s, 1].mean()), float(loc[s, 2].mean())
-                    out[side] = (lr, g.frame.point(g.centre_ap, g.centre_lr, si))
+                    out[side] = (lr, g.frame.point(g.centre_ap, g.centre_lr, si),
+                                 pts[s].mean(axis=0))
     cache[vid] = out
     return out
 
 
+class ForamenSection(NamedTuple):
+    """The foramen on its plane: free region and the samples it was found on."""
+
+    region: np.ndarray  # (n_ap, n_si) bool, the foramen
+    aa: np.ndarray  # AP coordinates of the columns (mm from the disc centre, + anterior)
+    ss: np.ndarray  # SI coordinates of the rows (mm, + cranial)
+    row: int  # the disc mid-row
+    seed_col: int  # first free sample behind the disc on the mid-row
+    scores: np.ndarray  # inside score of "solid" (≥ 0.5 solid; NaN outside the image)
+    qc: set[str]
+    centre: np.ndarray  # world point of the plane at the disc's mid-height
+
+
+def solid_field(model: SpineModel, pts: np.ndarray) -> MaskField:
+    """Shape-based "solid" field (bone, disc, ligamentum flavum) on a local crop round ``pts``.
+
+    Used on thick slices (largest spacing > 1.5 × the finest), so that walls crossing the
+    slices — the disc's lateral wall, the articular process — move smoothly between slices
+    instead of jumping to the nearer slice (a linear blend of a binary mask is nearest-slice
+    along the thick axis). See :func:`~spinemetrics.geometry.sampling.local_sdf_field`.
+    """
+    return local_sdf_field(model.seg, model.affine, model._STRUCT_KEYS["solid"], pts)
+
+
 def foramen_region(model: SpineModel, did: int, side: str):
-    """The foramen on the foraminal plane: ``(region, aa, ss, row, qc)`` or ``None``."""
+    """The foramen of disc ``did`` on one side (a :class:`ForamenSection`), or ``None``."""
     g = model.disc(did)
     if g is None or g.upper not in model.vertebrae or g.lower is None:
         return None
@@ -95,12 +123,11 @@ def foramen_region(model: SpineModel, did: int, side: str):
         return None
     pl = pedicle_centres(model, g.lower).get(side) if g.lower != SACRUM_ID else None
     vu = model.vertebra(g.upper)
-    vl = model.vertebra(g.lower) if pl is not None else None
-    # LR offsets in the vertebra frames (the frames differ from the disc's by a few degrees).
-    xu = abs(pu[0] - vu.centre_lr)
-    xl = abs(pl[0] - vl.centre_lr) if pl is not None else xu
-    sgn = 1.0 if side == "R" else -1.0
-    centre = fr.origin + sgn * 0.5 * (xu + xl) * fr.lr
+    # The plane passes through the pedicle centroids themselves: their LR position relative
+    # to the disc centroid, not an offset from the body's LR chord centre, whose ends are only
+    # known to about one slice on 3-4 mm sagittal stacks (a 1.6-mm shift seen there).
+    xs = [float((pc[2] - fr.origin) @ fr.lr) for pc in (pu, pl) if pc is not None]
+    centre = fr.origin + float(np.mean(xs)) * fr.lr
     q_top = float((pu[1] - fr.origin) @ fr.si)
     if pl is not None:
         q_bot = float((pl[1] - fr.origin) @ fr.si)
@@ -115,6 +142,16 @@ def foramen_region(model: SpineModel, did: int, side: str):
     p_back = float((wall - fr.origin) @ fr.ap)
     aa, ss, pts = plane_grid(centre, fr.ap, fr.si, (p_back, tp_ap + 3.0), (q_bot, q_top), STEP_MM)
     vals = model.field("solid").inside(pts)
+    if model.spacing.max() > 1.5 * model.spacing.min():
+        # The shape-based field only where the foramen's walls are: behind a line 6 mm in
+        # front of the disc's posterior wall on this plane (the rest of the window only has to
+        # read as solid, and the local distance maps cost in proportion to their crop).
+        _, tm_here = model.chord(f"disc:{did}", centre, fr.ap, 60.0)
+        ant = float((centre - fr.origin) @ fr.ap) - tm_here + 6.0
+        if not np.isfinite(ant):
+            ant = tp_ap + 3.0
+        back = aa <= ant
+        vals[back] = solid_field(model, pts[back]).inside(pts[back])
     qc: set[str] = set()
     if np.isnan(vals).any():
         qc.add("partial_fov")
@@ -131,7 +168,35 @@ def foramen_region(model: SpineModel, did: int, side: str):
         # The window's SI edges run through the pedicle centres: reaching them means the
         # plane missed a pedicle (thick slices, unusual anatomy) and the foramen is open.
         qc.add("foramen_open")
-    return region, aa, ss, row, qc
+    return ForamenSection(region, aa, ss, row, seed[0], vals, qc, centre)
+
+
+def _crossing(aa: np.ndarray, vals: np.ndarray, i: int, j: int) -> float:
+    """AP position of the 0.5 crossing of the inside score between samples ``i`` and ``j``."""
+    v0, v1 = float(vals[i]), float(vals[j])
+    if not np.isfinite(v0 + v1) or abs(v1 - v0) < 1e-9:
+        return 0.5 * (aa[i] + aa[j])
+    return float(aa[i] + np.clip((0.5 - v0) / (v1 - v0), 0.0, 1.0) * (aa[j] - aa[i]))
+
+
+def foramen_width(sec: ForamenSection) -> float:
+    """Foraminal width (mm): the free run on the disc mid-row that starts at the disc wall.
+
+    From the disc wall back to the first solid sample (articular process, ligamentum flavum,
+    lamina) — MEASURES §4.1 "disc margin to the anterior margin of the superior articular
+    process". Not the region's AP extent on that row, which spans the articular process when
+    its tip rises above the mid-row and the region wraps round it. Both ends are refined to
+    the 0.5 crossing of the inside score (sub-sample). NaN when the run reaches the window's
+    posterior edge (nothing closes the foramen behind).
+    """
+    row_vals = np.nan_to_num(sec.scores[:, sec.row], nan=1.0)
+    free = row_vals < 0.5
+    j = sec.seed_col
+    solid = np.nonzero(~free[:j])[0]
+    if not len(solid) or j + 1 >= len(free):
+        return float("nan")
+    back = int(solid.max())
+    return _crossing(sec.aa, row_vals, j, j + 1) - _crossing(sec.aa, row_vals, back, back + 1)
 
 
 def compute(model: SpineModel) -> list[Record]:
@@ -146,18 +211,19 @@ def compute(model: SpineModel) -> list[Record]:
             qc: set[str] = {"not_segmented"} if not has_pe else {"foramen_not_found"}
             res = foramen_region(model, did, side) if has_pe else None
             if res is not None:
-                reg, aa, ss, row, qc = res
+                reg, qc = res.region, set(res.qc)
                 cols = np.nonzero(reg.any(axis=1))[0]
                 heights = []
                 for c in cols:
                     q = np.nonzero(reg[c])[0]
                     heights.append((q.max() - q.min() + 1) * STEP_MM)
-                r = np.nonzero(reg[:, row])[0]
                 vals = {
                     "foraminal_height_mm": float(max(heights)),
-                    "foraminal_width_mm": float((r.max() - r.min() + 1) * STEP_MM),
+                    "foraminal_width_mm": foramen_width(res),
                     "foraminal_area_mm2": float(reg.sum() * STEP_MM**2),
                 }
+                if not np.isfinite(vals["foraminal_width_mm"]):
+                    qc.add("foramen_open")
                 if vals["foraminal_area_mm2"] < 20.0 or vals["foraminal_height_mm"] < 5.0:
                     # A sliver between labels, not a foramen (label noise, plane off target).
                     qc = set(qc) | {"foramen_not_found"}

@@ -13,6 +13,12 @@ Two interpolants are offered:
   smoothly instead of jumping at the mid-slice, which matters for left-right extents measured
   from 3–4 mm sagittal stacks. Boundary at 0.
 
+With ``"sdf"``, ``order=3`` interpolates the signed distance with cubic B-splines instead of
+trilinearly: across thick slices a curved boundary (the elliptic lateral wall of a disc, the
+rounded end of an articular process) then follows its curvature instead of the chord between
+two slices, which lies inside a convex shape and shrinks it by up to ``κ·h²/8`` (≈ 0.25 mm for
+a lumbar disc wall at the pedicle offset with 4-mm slices).
+
 Both are wrapped in :class:`MaskField`, whose :meth:`MaskField.inside` gives a float "inside
 score" in which 0.5 is the boundary for either interpolant, so callers need not care.
 """
@@ -22,10 +28,18 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["MaskField", "ray_grid", "first_crossing", "plane_grid"]
+__all__ = ["MaskField", "ray_grid", "first_crossing", "plane_grid", "local_sdf_field",
+           "TIE_TOL"]
 
 #: Default step (mm) of samples along rays; crossings are refined by linear interpolation.
 RAY_STEP_MM = 0.1
+
+#: Tolerance of the two decisions that sit exactly on a lattice of a grid-aligned plane or
+#: ray: a score of exactly 0.5 (a sample half-way between an inside and an outside voxel)
+#: and a point exactly on the image's outer half-voxel edge. Within this tolerance the
+#: sample counts as inside (the mask, the field of view), so that 1e-7-mm float noise in an
+#: affine (float32 rounding in a NIfTI header) cannot flip a result.
+TIE_TOL = 1e-6
 
 
 class MaskField:
@@ -43,6 +57,11 @@ class MaskField:
         Gaussian pre-filter σ per array axis, in voxels ("linear" only).
     margin_vox : int
         Extra voxels kept around the mask's bounding box (the field is stored cropped).
+    lo, full_shape : optional
+        When ``mask`` is already a crop: the index of its first voxel in the full grid and
+        the full grid's shape (points outside the full grid are NaN, outside the crop empty).
+    order : {1, 3}
+        Interpolation order of the ``"sdf"`` field (3 = cubic B-spline; see module notes).
 
     Notes
     -----
@@ -53,10 +72,13 @@ class MaskField:
     def __init__(
         self, mask: np.ndarray, affine: np.ndarray, mode: str = "linear", margin_vox: int = 3,
         lo: tuple[int, int, int] | None = None, full_shape: tuple[int, int, int] | None = None,
-        smooth_vox: tuple[float, float, float] | None = None,
+        smooth_vox: tuple[float, float, float] | None = None, order: int = 1,
     ) -> None:
         mask = np.asarray(mask, dtype=bool)
         self.mode = mode
+        if order not in (1, 3) or (order == 3 and mode != "sdf"):
+            raise ValueError("order 3 is for the 'sdf' interpolant; use order=1 otherwise")
+        self.order = order
         self.full_shape = tuple(full_shape) if full_shape is not None else mask.shape
         self.empty = not mask.any()
         inv = np.linalg.inv(np.asarray(affine, dtype=np.float64))
@@ -93,6 +115,10 @@ class MaskField:
             d_in = ndimage.distance_transform_edt(crop, sampling=spacing)
             sdf = d_out - d_in
             self._data = sdf.astype(np.float32)
+            if order == 3:
+                # B-spline coefficients once; evaluation then needs no per-call prefilter.
+                self._data = ndimage.spline_filter(sdf, order=3, mode="nearest").astype(
+                    np.float32)
         else:
             raise ValueError(f"unknown interpolation mode {mode!r}; use 'linear' or 'sdf'")
 
@@ -107,24 +133,74 @@ class MaskField:
         shape = pts.shape[:-1]
         flat = pts.reshape(-1, 3)
         ijk = self.to_index(flat)
-        out_fov = np.any((ijk < -0.5) | (ijk > np.asarray(self.full_shape) - 0.5), axis=1)
+        out_fov = np.any((ijk < -0.5 - TIE_TOL)
+                         | (ijk > np.asarray(self.full_shape) - 0.5 + TIE_TOL), axis=1)
         if self.empty:
             res = np.zeros(len(flat))
         else:
             local = (ijk - self._lo).T
             # Outside the crop but inside the image the mask is empty: 0 (linear) or far (sdf).
             cval = 0.0 if self.mode == "linear" else 1e3
-            vals = ndimage.map_coordinates(
-                self._data, local, order=1, mode="constant", cval=cval,
-                prefilter=False,
-            )
+            if self.order == 3:
+                # Outside the crop the padded margin (empty) extends: "outside", as wanted.
+                vals = ndimage.map_coordinates(self._data, local, order=3, mode="nearest",
+                                               prefilter=False)
+            else:
+                vals = ndimage.map_coordinates(
+                    self._data, local, order=1, mode="constant", cval=cval,
+                    prefilter=False,
+                )
             if self.mode == "sdf":
                 # Map signed distance to a 0..1 score with 0.5 on the boundary.
                 res = np.clip(0.5 - vals, 0.0, 1.0)
             else:
                 res = vals.astype(np.float64)
+            # A tie (exactly 0.5) is inside, whatever the float noise (see TIE_TOL).
+            res = np.where(np.abs(res - 0.5) <= TIE_TOL, 0.5 + 2 * TIE_TOL, res)
         res = np.where(out_fov, np.nan, res)
         return res.reshape(shape)
+
+
+def local_sdf_field(labels: np.ndarray, affine: np.ndarray, values, points: np.ndarray,
+                    margin_mm: float = 2.5) -> MaskField:
+    """Shape-based field of ``labels ∈ values`` on a local crop around world ``points``.
+
+    Signed distance (on the anisotropic grid) interpolated with cubic B-splines
+    (``mode="sdf", order=3``; Raya & Udupa 1990): walls that cross thick slices move smoothly
+    between them, where a linear blend of the binary mask is the nearer slice's wall (up to
+    half a slice off). Only a crop is transformed — the points' bounding box, 2 voxels more
+    along every axis (the spline's support) and at least ``margin_mm`` (distances near the
+    crop edge are wrong; keep them away from the points) — so the cost scales with the
+    region measured, not the scan.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Full label array on the grid of ``affine``.
+    affine : numpy.ndarray
+        4×4 voxel→world matrix.
+    values : sequence of int
+        Label values forming the mask.
+    points : numpy.ndarray
+        World points ``(..., 3)`` that will be evaluated.
+    margin_mm : float
+        Least margin around the points, in mm.
+    """
+    labels = np.asarray(labels)
+    affine = np.asarray(affine, dtype=np.float64)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    inv = np.linalg.inv(affine)
+    ijk = np.asarray(points, dtype=np.float64).reshape(-1, 3) @ inv[:3, :3].T + inv[:3, 3]
+    shape = np.asarray(labels.shape)
+    margin = np.maximum(2, np.ceil(margin_mm / spacing)).astype(int)
+    lo = np.clip(np.floor(ijk.min(axis=0)).astype(int) - margin, 0, shape)
+    hi = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + margin + 1, 0, shape)
+    if np.any(hi <= lo):  # every point outside the image: an empty field (NaN there anyway)
+        lo, hi = np.zeros(3, int), np.ones(3, int)
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    crop = np.isin(labels[sl], list(values))
+    return MaskField(crop, affine, mode="sdf", lo=tuple(int(v) for v in lo),
+                     full_shape=labels.shape, order=3)
 
 
 def ray_grid(origins: np.ndarray, direction: np.ndarray, t_max: float, step: float = RAY_STEP_MM):

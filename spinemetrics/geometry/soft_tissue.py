@@ -6,7 +6,9 @@
   half-sample bias of a sampled distance map).
 * ``paraspinal_muscle_area_mm2`` [disc, side]: muscle area on the plane ⟂ the disc's SI axis
   through the disc centroid (mid-disc), 0.5-mm grid, split by the disc's mid-sagittal plane.
-* ``epidural_fat_area_mm2`` [disc]: epidural fat area on the canal section plane at the disc.
+* ``epidural_fat_area_mm2`` [disc]: epidural fat area on the canal section plane at the disc
+  (0.25-mm grid; on thick slices as (fat ∪ sac) − sac from shape-based fields, see
+  :func:`_fat`).
 
 Sides: ``"R"`` = patient right (+LR), ``"L"`` = left.
 """
@@ -17,10 +19,11 @@ import numpy as np
 from scipy import ndimage
 
 from spinemetrics.geometry._table import MeasureInfo, Record
-from spinemetrics.geometry.canal import level_section, section_area
+from spinemetrics.geometry.canal import SECTION_STEP_MM, level_section, section_area
 from spinemetrics.geometry.disc import disc_level_name
 from spinemetrics.geometry.model import SpineModel
-from spinemetrics.geometry.sampling import plane_grid
+from spinemetrics.geometry.sampling import local_sdf_field, plane_grid
+from spinemetrics.labels import Structure
 
 __all__ = ["MEASURES", "compute"]
 
@@ -97,6 +100,41 @@ def _muscle(model: SpineModel, did: int) -> tuple[dict[str, float], set[str]]:
     return out, qc
 
 
+def _fat(model: SpineModel, sec) -> tuple[float, bool]:
+    """Epidural fat area on the canal section and whether the field of view cuts it.
+
+    Near-isotropic voxels: the area of the interpolated fat mask (0.25-mm grid). Thick slices
+    (largest spacing > 1.5 × the finest): the fat is a 1–3-mm shell round the dural sac and
+    the section crosses the slices, so its lateral parts, parallel to the slices, are either
+    missed or smeared over a whole slice, whatever the interpolant (±15–20 %). The shell is
+    therefore read as the difference of the two filled shapes that bound it — fat ∪ dural sac
+    minus dural sac, each from a local shape-based field (signed distance, cubic;
+    :func:`~.sampling.local_sdf_field`) — which are what interpolation between slices handles
+    well. The two are the same set on exact anatomy (fat and sac are disjoint labels).
+    """
+    half, step = 25.0, SECTION_STEP_MM
+    if model.spacing.max() <= 1.5 * model.spacing.min():
+        area, _, _, _, partial = section_area(model, "epidural_fat", sec, half=half, step=step,
+                                              connected=False)
+        return area, partial
+    uu, vv, pts = plane_grid(sec.point, sec.u, sec.v, (-half, half), (-half, half), step)
+    lin = model.field("epidural_fat").inside(pts)
+    nan = np.isnan(lin)
+    # Only samples within 2 mm of the fat can differ between the two filled shapes.
+    near = ndimage.binary_dilation(np.nan_to_num(lin, nan=0.0) > 0.0, iterations=8) & ~nan
+    m = np.zeros(lin.shape, bool)
+    if near.any():
+        fat = (int(Structure.epidural_fat),)
+        sac = tuple(int(v) for v in model._STRUCT_KEYS["sac"])
+        p = pts[near]
+        union = local_sdf_field(model.seg, model.affine, fat + sac, p).inside(p) >= 0.5
+        inner = local_sdf_field(model.seg, model.affine, sac, p).inside(p) >= 0.5
+        m[near] = union & ~inner
+    touches = bool(nan.any() and (ndimage.binary_dilation(m, iterations=2) & nan).any())
+    border = bool(m[0].any() or m[-1].any() or m[:, 0].any() or m[:, -1].any())
+    return float(m.sum() * step * step), touches or border
+
+
 def compute(model: SpineModel) -> list[Record]:
     """Soft-tissue measures at every disc."""
     recs: list[Record] = []
@@ -109,8 +147,7 @@ def compute(model: SpineModel) -> list[Record]:
         else:
             lf, lf_qc = _lf(model, sec)
             if model.has_structure("epidural_fat"):
-                fat, _, _, _, partial = section_area(model, "epidural_fat", sec, half=25.0,
-                                                     connected=False)
+                fat, partial = _fat(model, sec)
                 fat_qc = {"partial_fov"} if partial else set()
                 if float(np.max(model.spacing)) > 2.0:
                     # A thin layer across 3–4 mm slices: area known to ~±15 % only.

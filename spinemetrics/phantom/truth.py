@@ -27,8 +27,8 @@ By dense sampling of the analytic shapes (never of the rendered voxels):
   0.1 mm: the connected free region (not bone 1–3, disc 4 or LF 9) containing the first free
   point behind the disc on the disc mid-line, bounded by a window from the upper to the lower
   pedicle centre (SI) and from the disc front to the posterior end of the upper pedicle (AP).
-  FA = its area, FH = its largest SI extent over AP columns, FW = its AP extent on the disc
-  mid-line (row through M).
+  FA = its area, FH = its largest SI extent over AP columns, FW = the length of its free run
+  on the disc mid-line (row through M) that starts at the disc wall.
 * paraspinal muscle area per side: label 10 on the plane through M ⟂ u (disc axis), 0.2 mm.
 * epidural fat area: label 8 on the plane ⟂ the canal centreline at the disc crossing, 0.1 mm.
 """
@@ -115,8 +115,12 @@ def foramen(an: Anatomy, dname: str, side: str, step: float = 0.1) -> dict[str, 
     for c in cols:
         qs = np.nonzero(region[c])[0]
         height = max(height, (qs.max() - qs.min() + 1) * step)
-    rs = np.nonzero(region[:, row])[0]
-    width = (rs.max() - rs.min() + 1) * step
+    # width: the free run on the mid line that starts at the disc wall (MEASURES §4.1: disc
+    # margin to the articular process). Not max − min of the region on that line, which spans
+    # the articular process when its tip rises above the disc mid-line and the region wraps
+    # round it (up to 15 mm too wide).
+    solid = np.nonzero(~free[: seed[0], row])[0]
+    width = (seed[0] - (solid.max() if len(solid) else -1)) * step
     return {"height": float(height), "width": float(width), "area": area}
 
 

@@ -47,6 +47,30 @@ REFERENCE = {
     "sacral_slope_deg": ("standing 24–55° (R53); supine lower (§5)", (10, 55)),
     "slip_percent": ("Meyerding I 0–25 % (R13)", (-25, 25)),
 }
+#: What the L5-S1 slip of the reference map is (issue #4): found by looking at the map.
+SLIP_NOTE = (
+    "**L5-S1 slip (issue #4).** It read −17.9 % (−5.4 mm). On the map's mid-sagittal slice "
+    "(LR slice 8 of 17) the posterior-inferior corner of L5 and the posterior-superior "
+    "corner of S1 lie within ~1 mm of each other in AP (no step in the posterior wall line); "
+    "the sacral plate is domed and tilted ~30° to the scanner AP axis, the disc wedged "
+    "11–14°. Two causes. (1) An implementation error for domed plates, the sacrum's in "
+    "particular: an endplate's AP extent was read on a straight chord 2 mm under the plane "
+    "fitted to the central part of the plate; on the domed S1 plate that chord left the bone "
+    "before the rounded posterior corner (S1 plate depth 30.0 mm instead of 34.0 mm, centre "
+    "~2 mm too anterior). The extent now follows the bone surface within 4 mm of the fitted "
+    "plane (`alignment.endplate_centre`): −9.1 % (−3.1 mm) on the reference map, −7.9 % on "
+    "the predicted one; a test plate with a 4-mm rounded posterior corner reads 0 % "
+    "(`tests/geometry/test_slip_domed_plate.py`). (2) The rest is anatomy read through the "
+    "contract's centre-to-centre definition: L5's inferior endplate is ~9 mm deeper than the "
+    "S1 plate (43.5 vs 34.0 mm) and its posterior end lies ~8 mm behind S1's along the "
+    "plate, while the anterior ends are within 2 mm; corners aligned in the image project "
+    "~4 mm apart along a 30°-tilted plate because L5's corner sits one posterior disc height "
+    "above S1's. So the value is real geometry, not a fault, but it sits at the "
+    "retrolisthesis thresholds (≥ 3 mm or ≥ 8 %, MEASURES.md §5) and is definition-"
+    "dependent there: with a 3-mm (5-mm) band it reads −12.4 % (−7.5 %). Treat slips of this "
+    "size at a strongly lordotic L5-S1 as borderline, and check the posterior wall line on "
+    "the image."
+)
 LUMBAR = ["L1", "L2", "L3", "L4", "L5", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-S1",
           "L1-S1", "S1"]
 
@@ -72,7 +96,12 @@ def main(argv=None) -> int:
         "converted with `spinemetrics.convert` (`--from spineps`). The map has no ligamentum "
         "flavum, epidural fat, nerve roots or muscles, so those measures are NaN "
         "(`not_segmented`), disc-level `canal_ap_mm` is NaN (`no_ligamentum_flavum`) and "
-        "foramina carry `no_ligamentum_flavum;low_confidence`.")
+        "foramina carry `no_ligamentum_flavum;low_confidence`. SPINEPS endplate ids 20X hold "
+        "both endplates of disc 10X (spineps `add_ivd_ep_vert_label` gives endplate components "
+        "the id of the vertebra above, like discs; each 20X here has one component on body X "
+        "and one on body X+1): the converter gives each component to the body it touches, so "
+        "bodies include both their endplates and levels derived from the semantic map agree "
+        "with the converter's voxel for voxel.")
     lines += ["", "### Reference map: values vs MEASURES.md reference ranges (L1–S1)", ""]
     lines.append("| measure | min | median | max | reference (MEASURES.md) | all in plausible "
                  "range |")
@@ -91,6 +120,16 @@ def main(argv=None) -> int:
             lines.append(f"| {name} | {v.min():.1f} | {v.median():.1f} | {v.max():.1f} | "
                          "FH critical ≤ 15 mm (R12); no verified norms | not assessed "
                          "(no LF label) |")
+    lines += ["", "### Slip at every disc (reference and predicted map)", ""]
+    lines.append("| disc | slip_percent ref | slip_mm ref | slip_percent pred | slip_mm pred |")
+    lines.append("|---|---|---|---|---|")
+    sl = {k: v[v.measure.isin(("slip_percent", "slip_mm"))].pivot_table(
+        index="level", columns="measure", values="value", aggfunc="first") for k, v in t.items()}
+    for lev in [x for x in LUMBAR if x in sl["ref"].index and "-" in x and x != "L1-S1"]:
+        r, p = sl["ref"].loc[lev], sl["pred"].loc[lev]
+        lines.append(f"| {lev} | {r.slip_percent:.1f} | {r.slip_mm:.2f} | {p.slip_percent:.1f} | "
+                     f"{p.slip_mm:.2f} |")
+    lines += ["", SLIP_NOTE]
     m = ref.merge(t["pred"], on=["level", "side", "measure"], suffixes=("_ref", "_pred"))
     m = m[m.level.isin(LUMBAR) & m.value_ref.notna() & m.value_pred.notna()]
     m["d"] = (m.value_pred - m.value_ref).abs()

@@ -56,7 +56,7 @@ truth (`benchmarks/validate_geometry.py`, details in [validation.md](validation.
 | `partial_fov` | cut by the field of view: a level cut across the spine (or laterally into its mid-sagittal region) has its disc, vertebra and canal values NaN; on other rows, the part the measure looked at reached the edge (values that depend on the cut part are NaN) |
 | `partial_fov_lr` | the structure is cut only on the left/right faces and a ±5 mm slab around its mid-sagittal plane is in view (narrow sagittal slabs): mid-sagittal values are kept, left/right-dependent ones are NaN (see "Field of view" below) |
 | `level_uncertain` | no sacrum in view: names assume the lowest body is L5 |
-| `lstv_suspected` / `lstv` | 4 or 6 lumbar(-sized) vertebrae (derived heuristic / given L6) — names kept sacrum-anchored |
+| `lstv_suspected` / `lstv` | 4 or 6 lumbar vertebrae (derived heuristic: transverse-process reach, body size when the processes are cut or on > 2-mm left/right slices / given L6) — names kept sacrum-anchored |
 | `size_outlier` | body < 50 % of its neighbours' volume (fragment or mis-segmentation) |
 | `merged_split` | a disc came in several components (merged) |
 | `not_segmented` | the structure the measure needs is absent from the label map |

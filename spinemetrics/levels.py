@@ -79,7 +79,8 @@ class LevelResult:
     qc : dict
         Level name (``"L4"``, ``"L4-L5"``, ``"S1"``) → ``"ok"`` or ``;``-joined reasons.
     lumbar_sized_count : int or None
-        Number of lumbar-sized bodies directly above the sacrum (heuristic, see module doc).
+        Number of lumbar-type vertebrae directly above the sacrum (heuristic, module doc
+        point 5: transverse processes, else body size); None when neither cue is usable.
     """
 
     levels: Image

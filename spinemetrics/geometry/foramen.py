@@ -59,11 +59,12 @@ MEASURES: dict[str, MeasureInfo] = {
 STEP_MM = 0.2
 
 
-def pedicle_centres(model: SpineModel, vid: int) -> dict[str, tuple[float, np.ndarray]]:
+def pedicle_centres(model: SpineModel, vid: int) -> dict[str, tuple]:
     """Left and right pedicle centres of vertebra ``vid``.
 
-    Returns, per side, the signed LR offset (mm, vertebra frame) and the world point on the
-    body's axis at the pedicle's height (the foramen window is bounded at that height).
+    Returns, per side: the signed LR offset (mm, vertebra frame), the world point on the
+    body's axis at the pedicle's height (the foramen window is bounded at that height), the
+    pedicle centroid (world) and its LR half-width (mm).
     """
     cache = model.__dict__.setdefault("_pedicles", {})
     if vid in cache:
@@ -82,8 +83,12 @@ def pedicle_centres(model: SpineModel, vid: int) -> dict[str, tuple[float, np.nd
                 s = sel & (sgn * (loc[:, 1] - g.centre_lr) > 3.0)
                 if s.sum() >= 5:
                     lr, si = float(loc[s, 1].mean()), float(loc[s, 2].mean())
+                    # Half-width (box model: √3 · SD), each voxel spread over its LR extent
+                    # so that a pedicle seen in one thick slice is not zero wide.
+                    ext = float(np.max(np.abs(model.affine[:3, :3].T @ g.frame.lr)))
+                    half = float(np.sqrt(3.0 * (loc[s, 1].var() + ext**2 / 12.0)))
                     out[side] = (lr, g.frame.point(g.centre_ap, g.centre_lr, si),
-                                 pts[s].mean(axis=0))
+                                 pts[s].mean(axis=0), half)
     cache[vid] = out
     return out
 
@@ -126,8 +131,13 @@ def foramen_region(model: SpineModel, did: int, side: str):
     # The plane passes through the pedicle centroids themselves: their LR position relative
     # to the disc centroid, not an offset from the body's LR chord centre, whose ends are only
     # known to about one slice on 3-4 mm sagittal stacks (a 1.6-mm shift seen there).
-    xs = [float((pc[2] - fr.origin) @ fr.lr) for pc in (pu, pl) if pc is not None]
+    peds = [pc for pc in (pu, pl) if pc is not None]
+    xs = [float((pc[2] - fr.origin) @ fr.lr) for pc in peds]
     centre = fr.origin + float(np.mean(xs)) * fr.lr
+    # Upper and lower pedicles far apart left-right: the plane between them grazes one, whose
+    # cortex then bounds the foramen only here and there (height and area jump with a
+    # fraction of a millimetre of plane position).
+    grazed = any(abs(x - float(np.mean(xs))) > 0.75 * pc[3] for x, pc in zip(xs, peds, strict=True))
     q_top = float((pu[1] - fr.origin) @ fr.si)
     if pl is not None:
         q_bot = float((pl[1] - fr.origin) @ fr.si)
@@ -152,7 +162,7 @@ def foramen_region(model: SpineModel, did: int, side: str):
             ant = tp_ap + 3.0
         back = aa <= ant
         vals[back] = solid_field(model, pts[back]).inside(pts[back])
-    qc: set[str] = set()
+    qc: set[str] = {"pedicle_grazed"} if grazed else set()
     if np.isnan(vals).any():
         qc.add("partial_fov")
     free = ~(np.nan_to_num(vals, nan=1.0) >= 0.5)
@@ -227,7 +237,7 @@ def compute(model: SpineModel) -> list[Record]:
                 if vals["foraminal_area_mm2"] < 20.0 or vals["foraminal_height_mm"] < 5.0:
                     # A sliver between labels, not a foramen (label noise, plane off target).
                     qc = set(qc) | {"foramen_not_found"}
-                if qc & {"partial_fov", "foramen_open", "foramen_not_found"}:
+                if qc & {"partial_fov", "foramen_open", "foramen_not_found", "pedicle_grazed"}:
                     vals = dict.fromkeys(MEASURES, float("nan"))
                 if through > 2.0:
                     qc = set(qc) | {"low_confidence"}

@@ -11,8 +11,10 @@ Frame fitting (MEASURES.md §0):
   centroids (principal thinnest axis when alone) and is then refined to the bisector of the
   two fitted endplate planes (2 iterations); AP = body centroid → dural-sac (else posterior
   elements) centroid at that level, reversed and orthogonalised to SI; LR = AP × SI.
-* endplates: rays cast along ±SI from a 9 × 7 grid covering the central 60 % of the body
-  section; the sub-voxel exit points are fitted with a plane (:func:`~.frame.fit_plane`).
+* endplates: rays cast along ±SI from a 13 × 9 grid over the body section, within 85 % of
+  its elliptic outline; the sub-voxel exit points are fitted with a plane
+  (:func:`~.frame.fit_plane`; a nearly grid-flat endplate, a voxel staircase with at most two
+  steps, as the centre of the planes consistent with it: :meth:`SpineModel.fit_endplate`).
 * disc: origin = disc centroid; the bounding endplates are re-fitted from inside the disc
   (rays along ±SI to the first entry into the upper body / lower body or sacrum); SI = their
   bisector; AP from the upper vertebra.
@@ -34,8 +36,12 @@ from spinemetrics.levels import fov_cut, spine_axis_of
 
 __all__ = ["SpineModel", "VertebraGeom", "DiscGeom"]
 
-_GRID_AP = np.linspace(-0.6, 0.6, 9)
-_GRID_LR = np.linspace(-0.6, 0.6, 7)
+# Endplate ray starts: a 13 × 9 grid over the section, kept within 85 % of its elliptic
+# outline — wide enough to see the voxel staircase of a nearly grid-flat endplate over most of
+# its depth, clear of the rounded rim.
+_GRID_AP = np.linspace(-0.85, 0.85, 13)
+_GRID_LR = np.linspace(-0.85, 0.85, 9)
+_GRID_IN = (_GRID_AP[:, None] ** 2 + _GRID_LR[None, :] ** 2 <= 0.85**2 + 1e-9).ravel()
 
 
 @dataclass
@@ -431,8 +437,8 @@ class SpineModel:
             starts, semi_ap, semi_lr, cen_ap, cen_lr = section
             top = self.exits(key, starts, fr.si, 40.0)
             bot = self.exits(key, starts, -fr.si, 40.0)
-            sup = fit_plane(starts + top[:, None] * fr.si, fr.si)
-            inf = fit_plane(starts - bot[:, None] * fr.si, fr.si)
+            sup = self.fit_endplate(starts + top[:, None] * fr.si, fr.si)
+            inf = self.fit_endplate(starts - bot[:, None] * fr.si, fr.si)
             if sup is None or inf is None:
                 qc.add("endplate_fit_failed")
                 break
@@ -510,8 +516,8 @@ class SpineModel:
             starts = section[0]
             top = self.surface_distance(starts, fr.si, up_key, dmask_key)
             bot = self.surface_distance(starts, -fr.si, lo_key, dmask_key)
-            upper_plane = fit_plane(starts + top[:, None] * fr.si, fr.si)
-            lower_plane = fit_plane(starts - bot[:, None] * fr.si, fr.si)
+            upper_plane = self.fit_endplate(starts + top[:, None] * fr.si, fr.si)
+            lower_plane = self.fit_endplate(starts - bot[:, None] * fr.si, fr.si)
             if upper_plane is None or lower_plane is None:
                 qc.add("endplate_fit_failed")
                 break
@@ -520,6 +526,73 @@ class SpineModel:
         geom = DiscGeom(did, upper, lower, fr, upper_plane, lower_plane, qc)
         self._disc[did] = geom
         return geom
+
+    def fit_endplate(self, points: np.ndarray, up: np.ndarray) -> Plane | None:
+        """Endplate plane through sub-voxel surface points (least squares, one outlier round).
+
+        A plane within about two voxel layers of a grid plane is a staircase with at most
+        two steps over the endplate: its points sit on flat terraces half a voxel from the
+        true plane and the least-squares tilt follows where the steps fall (up to 3 × the
+        true tilt when one step is central, 0 when none is in range: ~2-3° at 1 mm). Such a
+        plane is fitted as the centre of the set of planes consistent with the staircase —
+        every point within half a voxel (+5 %) of the plane, along that grid axis (a digital
+        plane; linear programs in index space) — when that set is not empty.
+        """
+        plane = fit_plane(points, up)
+        if plane is None:
+            return None
+        pts = np.asarray(points, dtype=np.float64)
+        pts = pts[np.all(np.isfinite(pts), axis=1)]
+        inv = np.linalg.inv(self.affine)
+        ijk = pts @ inv[:3, :3].T + inv[:3, 3]
+        n_idx = self.affine[:3, :3].T @ plane.normal  # the plane's normal in index space
+        k = int(np.argmax(np.abs(n_idx)))
+        o = [a for a in range(3) if a != k]
+        slope = -n_idx[o] / n_idx[k]
+        span = ijk[:, o].max(axis=0) - ijk[:, o].min(axis=0)
+        if float(np.abs(slope) @ span) > 2.0:  # ≥ 2 steps: least squares is fine
+            return plane
+        from scipy.optimize import linprog
+
+        # Points off the least-squares plane by more than a terrace can be (a rim, a node)
+        # would make the staircase inconsistent: leave them out of the consistency test.
+        ok = np.abs((pts - plane.point) @ plane.normal) <= 0.8 * float(
+            np.abs(self.affine[:3, k] @ plane.normal))
+        if ok.sum() < 6:
+            return plane
+        ijk = ijk[ok]
+        pts = pts[ok]
+        uv = ijk[:, o] - ijk[:, o].mean(axis=0)
+        h = ijk[:, k]
+        tol = 0.55
+        # |a + b·u + c·w − h| ≤ tol  →  two rows per point, variables (a, b, c).
+        a_ub = np.vstack([np.c_[np.ones(len(h)), uv], -np.c_[np.ones(len(h)), uv]])
+        b_ub = np.r_[h + tol, tol - h]
+        bounds = [(None, None)] * 3
+        ext = []
+        for j in (1, 2):
+            for sgn in (1.0, -1.0):
+                c = np.zeros(3)
+                c[j] = sgn
+                r = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+                if r.status != 0:
+                    return plane  # not a clean staircase (curved or noisy endplate)
+                ext.append(r.x[j])
+        b, c = 0.5 * (ext[0] + ext[1]), 0.5 * (ext[2] + ext[3])
+        resid = h - uv @ np.array([b, c])
+        a = 0.5 * (float((resid - tol).max()) + float((resid + tol).min()))
+        n_new = np.zeros(3)
+        n_new[k], n_new[o[0]], n_new[o[1]] = 1.0, -b, -c
+        normal = unit(inv[:3, :3].T @ n_new)  # back to world (normals map with A^-T)
+        if normal @ up < 0:
+            normal = -normal
+        centre_idx = np.zeros(3)
+        centre_idx[o] = ijk[:, o].mean(axis=0)
+        centre_idx[k] = a
+        point = self.affine[:3, :3] @ centre_idx + self.affine[:3, 3]
+        res = (pts - point) @ normal
+        return Plane(point=point, normal=normal, rms_mm=float(np.sqrt(np.mean(res**2))),
+                     n_points=len(pts))
 
     def _section_grid(
         self, key: str, c: np.ndarray, fr: Frame, lr_cut: bool = False
@@ -545,7 +618,8 @@ class SpineModel:
         cen_ap, cen_lr = (ap_p - ap_m) / 2, (lr_p - lr_m) / 2
         a, l_ = np.meshgrid(cen_ap + _GRID_AP * semi_ap, cen_lr + _GRID_LR * semi_lr,
                             indexing="ij")
-        return fr.point(a.ravel(), l_.ravel()), semi_ap, semi_lr, cen_ap, cen_lr
+        a, l_ = a.ravel()[_GRID_IN], l_.ravel()[_GRID_IN]
+        return fr.point(a, l_), semi_ap, semi_lr, cen_ap, cen_lr
 
     def surface_distance(self, starts: np.ndarray, direction: np.ndarray, body_key: str | None,
                          disc_key: str, t_max: float = 20.0) -> np.ndarray:

@@ -113,7 +113,12 @@ class MaskField:
             # but near a thick-slice cap it follows the in-plane shrinking of the section.
             d_out = ndimage.distance_transform_edt(~crop, sampling=spacing)
             d_in = ndimage.distance_transform_edt(crop, sampling=spacing)
-            sdf = d_out - d_in
+            # Distances run to the other class's voxel *centres*, so both sides start at
+            # ±1 finest voxel: move them half a voxel toward the boundary, else the field
+            # steps by one voxel across it and a slice where a sample is just inside and one
+            # where it is just outside disagree by half a voxel when interpolated.
+            h = 0.5 * float(spacing.min())
+            sdf = np.where(crop, h - d_in, d_out - h)
             self._data = sdf.astype(np.float32)
             if order == 3:
                 # B-spline coefficients once; evaluation then needs no per-call prefilter.

@@ -6,13 +6,15 @@ lumbar spine — so this is a stress test of generalisation to real image statis
 estimate of lumbar accuracy. Only structures the reference labels are scored: vertebral
 body (body + endplates) and disc; posterior elements are reported for information.
 
-Usage: ``python benchmarks/eval_real_cervical.py [--weights PATH] [--json OUT]``.
+Usage: ``python benchmarks/eval_real_cervical.py [--weights PATH] [--json OUT] [--png OUT]``
+(``--png``: mid-sagittal image | reference | prediction, for the model card).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -31,10 +33,26 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return float(2 * (a & b).sum() / s) if s else float("nan")
 
 
+def _picture(img: np.ndarray, truth: np.ndarray, pred: np.ndarray, path: str) -> None:
+    from PIL import Image as PILImage
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analyses"))
+    from overlay_real import _gray, _to_display, overlay
+
+    x = int(np.argmax((truth == Structure.vertebral_body).sum((1, 2))))
+    gray = _gray(_to_display(img[x]))
+    panels = [np.repeat(gray[..., None], 3, -1)] + [
+        overlay(gray, _to_display(lab[x]).astype(np.uint8)) for lab in (truth, pred)]
+    pic = np.concatenate(panels, 1)
+    PILImage.fromarray(pic).resize((pic.shape[1] * 3, pic.shape[0] * 3),
+                                   PILImage.NEAREST).save(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default=None, help="weight file (default: shipped)")
     ap.add_argument("--json", default=None, help="write the result here")
+    ap.add_argument("--png", default=None, help="write a mid-sagittal comparison picture")
     args = ap.parse_args()
     image = read_image(DATA / "sub-mri_label-6_T2w.nii.gz", check=False)
     ref = convert_labels(DATA / "sub-mri_seg-subreg_label-6_msk.nii.gz", "tptbox",
@@ -52,6 +70,8 @@ def main() -> None:
               Structure.posterior_elements):
         out[f"dice_{s.name}"] = round(dice(pred == s, truth == s), 3)
     print(json.dumps(out, indent=1))
+    if args.png:
+        _picture(np.asarray(image.to_canonical().array, np.float32), truth, pred, args.png)
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 

@@ -93,7 +93,10 @@ def _muscle(model: SpineModel, did: int) -> tuple[dict[str, float], set[str]]:
     for side, sel in (("R", vv > 0), ("L", vv < 0)):
         ms = m[:, sel]
         ns = nan[:, sel]
-        if ns.any() and (ndimage.binary_dilation(ms, iterations=2) & ns).any():
+        # Muscle reaching the edge of the field of view, or none in view on a side whose
+        # window runs off the image (it may all lie beyond the edge): not measured, never 0.
+        if ns.any() and (not ms.any()
+                         or (ndimage.binary_dilation(ms, iterations=2) & ns).any()):
             qc.add("partial_fov")
             continue
         out[side] = float(ms.sum() * step * step)

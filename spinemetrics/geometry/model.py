@@ -249,6 +249,25 @@ class SpineModel:
                 return out
         return None
 
+    def onto_mid_sagittal(self, centre: np.ndarray, si: np.ndarray,
+                          ap0: np.ndarray) -> np.ndarray:
+        """``centre`` moved along the level's own LR axis onto its mid-sagittal plane.
+
+        The plane is the one through the dural-sac (else posterior-element) points within
+        5 mm of ``centre`` along ``si``; moving along the anatomical LR axis (not world x)
+        keeps the shift right when the spine is rotated about its long axis, where the
+        canal, 20–30 mm behind the body, is offset in world x from the body's midline.
+        """
+        for pts in (self.sac_points, self.pe_points):
+            if not len(pts):
+                continue
+            d = pts - centre
+            sel = (np.abs(d @ si) < 5.0) & (np.linalg.norm(d, axis=1) < 60.0)
+            if sel.sum() >= 10:
+                lr = Frame.from_si_ap(centre, si, ap0).lr
+                return centre + float((pts[sel].mean(axis=0) - centre) @ lr) * lr
+        return centre
+
     def fov_distance(self, point: np.ndarray, direction: np.ndarray) -> float:
         """Distance (mm) from ``point`` along ``direction`` to 1.5 mm inside the image edge."""
         inv = np.linalg.inv(self.affine)
@@ -427,7 +446,7 @@ class SpineModel:
             # of what is in view is biased toward the less-cut side, so measure on the
             # mid-sagittal plane (dural sac / posterior elements) instead.
             qc.add("partial_fov_lr")
-            c = self.mid_sagittal_point(c, si)
+            c = self.onto_mid_sagittal(c, si, ap0)
         for _ in range(2):
             fr = Frame.from_si_ap(c, si, ap0)
             section = self._section_grid(key, c, fr, lr_cut)
@@ -506,7 +525,7 @@ class SpineModel:
         lr_cut = self.fov_cut(dmask_key) == "partial_fov_lr"
         if lr_cut:  # as for vertebrae: measure on the mid-sagittal plane
             qc.add("partial_fov_lr")
-            c = self.mid_sagittal_point(c, si)
+            c = self.onto_mid_sagittal(c, si, ap0)
         for _ in range(2):
             fr = Frame.from_si_ap(c, si, ap0)
             section = self._section_grid(dmask_key, c, fr, lr_cut)

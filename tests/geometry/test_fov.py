@@ -15,6 +15,7 @@ from spinemetrics.geometry import measure
 from spinemetrics.image import Image
 from spinemetrics.levels import derive_levels, fov_cut, lr_axes
 from spinemetrics.phantom import make_phantom, random_params
+from spinemetrics.phantom.truth import truth_table
 
 MID_MM = ("disc_height_anterior_mm", "disc_height_middle_mm", "disc_height_posterior_mm",
           "disc_depth_mm", "vertebral_height_anterior_mm", "vertebral_height_middle_mm",
@@ -32,13 +33,27 @@ def _crop(img: Image, sl: tuple[slice, ...]) -> Image:
     return Image(np.ascontiguousarray(np.asarray(img.array)[sl]), aff)
 
 
-@pytest.fixture(scope="module", params=[11, 23])
+#: (seed, rotation, tolerances). The straight phantom must reproduce its uncropped values
+#: closely. On the oblique one both readings carry the 1.5-mm voxel noise of oblique
+#: surfaces (≈ 0.3 mm MAE against truth, either way), so the cropped values are held to the
+#: phantom truth with the validation targets instead (MAE ≤ 0.5 mm, ≤ 1.5°, ≤ 2 pp).
+CASES = [
+    (11, (0.0, 0.0, 0.0), {"mm": 0.3, "ratio": 0.03, "ang_med": 0.1, "ang_max": 1.5,
+                           "slip": 1.5}),
+    (23, (6.0, -5.0, 8.0), None),
+]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=["straight", "oblique"])
 def phantom(request):
-    ph = make_phantom(random_params(request.param), spacing=(1.5, 1.5, 1.5), with_image=False)
+    """Phantom, its full-FOV table, the sac's LR index and the tolerances."""
+    seed, rot, tol = request.param
+    ph = make_phantom(random_params(seed), spacing=(1.5, 1.5, 1.5), rotation_deg=rot,
+                      with_image=False)
     full = measure(ph.seg, ph.levels)
     sac = np.argwhere(np.isin(np.asarray(ph.seg.array), (5, 6)))
     x_mid = int(round(sac[:, 0].mean()))  # RAS: array axis 0 is left-right
-    return ph, full, x_mid
+    return ph, full, x_mid, tol
 
 
 def _merge(full: pd.DataFrame, cut: pd.DataFrame) -> pd.DataFrame:
@@ -47,33 +62,56 @@ def _merge(full: pd.DataFrame, cut: pd.DataFrame) -> pd.DataFrame:
     return m
 
 
+def _tokens(qc: pd.Series) -> pd.Series:
+    return qc.str.split(";")
+
+
 def test_lr_cut_keeps_mid_sagittal_measures(phantom):
-    ph, full, x_mid = phantom
+    ph, full, x_mid, tol = phantom
     # 34 mm wide slab, off-centre by 3 mm: every body and disc (37–52 mm wide) is cut on both
     # sides, the dural sac (≈ 16 mm) is not.
     sl = (slice(x_mid - 10, x_mid + 13), slice(None), slice(None))
     cut = measure(_crop(ph.seg, sl), _crop(ph.levels, sl))
+    assert not full.qc.str.contains("partial_fov").any()
     m = _merge(full, cut)
     spinal = m[m.level != "L1-S1"]
-    assert spinal.qc_cut.str.contains("partial_fov_lr").all()
-    assert not full.qc.str.contains("partial_fov").any()
+    # every level is cut; where the spine's obliquity brings its mid-plane within 5 mm of
+    # the slab's edge the cut is a full one (values NaN, checked below)
+    assert spinal.qc_cut.str.contains("partial_fov").all()
+    # rows measured as left/right-cut only (the others are checked at the end)
+    lr_only = _tokens(m.qc_cut).apply(lambda q: "partial_fov_lr" in q and "partial_fov" not in q)
+    assert len(set(m[lr_only].level)) >= 8
+    m = m[lr_only]
+
+    if tol is None:  # oblique: against the truth
+        truth = truth_table(ph.anatomy, ph.anat_to_world[:3, :3], sampled=False)
+        t = m.merge(truth, on=["level", "side", "measure"])
+        t = t[t.value.notna()]
+        for names, mae, worst in ((MID_MM, 0.5, 1.0), (ANGLES[:2], 1.5, 2.5),
+                                  (("slip_percent",), 2.0, 3.0)):
+            err = (t[t.measure.isin(names)].value_cut - t[t.measure.isin(names)].value).abs()
+            assert err.notna().all() and len(err) >= 5
+            assert err.mean() < mae and err.max() < worst, (names[0], err.mean(), err.max())
+        tol = dict.fromkeys(("mm", "ratio", "ang_med", "ang_max", "slip"), np.inf)
 
     mm = m[m.measure.isin(MID_MM)]
     assert mm.value_cut.notna().all() and mm.value_full.notna().all()
-    assert mm["diff"].abs().max() < 0.3, mm.loc[mm["diff"].abs().idxmax()].to_dict()
+    assert mm["diff"].abs().max() < tol["mm"], mm.loc[mm["diff"].abs().idxmax()].to_dict()
     ratio = m[m.measure.isin(("disc_height_index", "vertebral_wedge_index"))]
-    assert ratio.value_cut.notna().all() and ratio["diff"].abs().max() < 0.02
+    assert ratio.value_cut.notna().all() and ratio["diff"].abs().max() < tol["ratio"]
     sac = m[m.measure == "dural_sac_area_mm2"]
     assert sac.value_cut.notna().all()
     assert (sac["diff"].abs() / sac.value_full).max() < 0.02
-    ang = m[m.measure.isin(ANGLES)]
+    # (lordosis needs the sacral plate: NaN, missing_endplate, when L5-S1 is fully cut)
+    ang = m[m.measure.isin(ANGLES) & m.value_full.notna()
+            & ~m.qc_cut.str.contains("missing_endplate")]
     assert ang.value_cut.notna().all()
     # Endplates are refitted over the part of the section in view: most tilts agree to
     # hundredths of a degree, a refit that keeps a rim row the full fit rejected moves ~1°.
-    assert ang["diff"].abs().median() < 0.1
-    assert ang["diff"].abs().max() < 1.5
+    assert ang["diff"].abs().median() < tol["ang_med"]
+    assert ang["diff"].abs().max() < tol["ang_max"]
     slip = m[m.measure == "slip_percent"]
-    assert slip.value_cut.notna().all() and slip["diff"].abs().max() < 1.5
+    assert slip.value_cut.notna().all() and slip["diff"].abs().max() < tol["slip"]
 
     # Left/right-dependent measures: NaN with the reason.
     for name in ("vertebral_volume_mm3", "disc_volume_mm3", "foraminal_height_mm",
@@ -82,11 +120,18 @@ def test_lr_cut_keeps_mid_sagittal_measures(phantom):
         assert len(rows) and rows.value.isna().all(), name
         assert rows.qc.str.contains("partial_fov").all(), name
     assert full[full.measure.isin(("vertebral_volume_mm3", "disc_volume_mm3"))].value.notna().all()
+    # Levels fully cut (mid-plane too near the edge): disc, vertebra and canal values NaN.
+    full_cut = cut[(cut.level != "L1-S1") & ~_tokens(cut.qc).apply(
+        lambda q: "partial_fov_lr" in q)]
+    body = full_cut[full_cut.measure.isin(MID_MM + ("dural_sac_area_mm2",))]
+    assert body.value.isna().all()
 
 
 def test_lr_cut_through_the_midline_is_a_full_cut(phantom):
     """The slab must hold the mid-sagittal region: a cut 2 mm from the sac centre is not LR-only."""
-    ph, _, x_mid = phantom
+    ph, _, x_mid, tol = phantom
+    if tol is None:
+        pytest.skip("oblique phantom: its mid-plane is not at one LR index along the spine")
     sl = (slice(x_mid - 1, x_mid + 25), slice(None), slice(None))
     cut = measure(_crop(ph.seg, sl), _crop(ph.levels, sl), families=("disc", "vertebra"))
     assert not cut.qc.str.contains("partial_fov_lr").any()
@@ -95,7 +140,7 @@ def test_lr_cut_through_the_midline_is_a_full_cut(phantom):
 
 
 def test_si_cut_level_stays_partial_fov(phantom):
-    ph, full, _ = phantom
+    ph, full, _, _ = phantom
     seg = np.asarray(ph.seg.array)
     lev = np.asarray(ph.levels.array)
     top = ph.params.vertebrae[0]
@@ -119,7 +164,7 @@ def test_si_cut_level_stays_partial_fov(phantom):
 
 def test_lr_and_si_cut_together(phantom):
     """Narrow slab whose top also cuts a body: that body partial_fov (NaN), the rest LR-only."""
-    ph, _, x_mid = phantom
+    ph, _, x_mid, _ = phantom
     lev = np.asarray(ph.levels.array)
     top = ph.params.vertebrae[0]
     vid = {"T11": 18, "T12": 19, "L1": 20}[top]

@@ -38,7 +38,18 @@ truth (`benchmarks/validate_geometry.py`, details in [validation.md](validation.
   centroids); AP = body → dural sac, reversed; LR = AP × SI. Disc: origin = disc centroid;
   SI = bisector of the bounding endplates re-fitted from inside the disc; AP from the upper
   vertebra. Endplate planes are least-squares fits (one outlier-rejection round) to the
-  sub-voxel exits of 63 rays cast along ±SI over the central 60 % of the section.
+  sub-voxel exits of ~90 rays cast along ±SI over the section (a 13 × 9 grid within 85 % of
+  its elliptic outline, clear of the rounded rim). A nearly grid-flat endplate (a voxel
+  staircase with at most two steps over the endplate, where least squares follows the
+  steps: up to 3° off at 1 mm) is fitted instead as the centre of the set of planes
+  consistent with the staircase (every point within half a voxel; a digital plane). What
+  remains is the information limit of a binary map: about ±1/(2·depth) rad (≤ 1–2° at 1 mm).
+* **Thick slices** (largest spacing > 1.5 × the finest): foramina and epidural fat, whose
+  bounding walls cross the slices, are read from local shape-based fields (signed distance,
+  cubic B-splines; Raya & Udupa 1990) instead of the linear blend, which is nearest-slice
+  along the thick axis. Sample decisions that fall exactly on a tie (a score of exactly 0.5,
+  a point exactly on the image's outer half-voxel edge — common on grid-aligned planes) count
+  as inside, so float noise in an affine (1e-7 mm) cannot flip a value or a qc.
 * **Heights** are taken along the local SI axis at 10 / 50 / 90 % of the depth from the
   anterior edge, as the trimmed mean of 25 parallel rays on a 2 × 3 mm patch.
 * **Canal centreline**: 2-mm dural-sac section centroids along the spine, Gaussian-smoothed
@@ -62,7 +73,8 @@ truth (`benchmarks/validate_geometry.py`, details in [validation.md](validation.
 | `not_segmented` | the structure the measure needs is absent from the label map |
 | `no_canal` | no canal centreline crossing at this level (dural sac missing) |
 | `no_ligamentum_flavum` | disc-level canal AP / foramen need the ligamentum flavum label |
-| `foramen_open` / `foramen_not_found` | the foraminal plane missed a pedicle / only a sliver between labels |
+| `foramen_open` / `foramen_not_found` | the foraminal plane missed a pedicle (or nothing closes the foramen behind the disc) / only a sliver between labels |
+| `pedicle_grazed` | the upper and lower pedicles lie so far apart left-right that the foraminal plane between them grazes one: foramen NaN |
 | `low_confidence` | thin structure or foramen measured across > 2-mm slices (MEASURES.md §0b) |
 | `endplate_fit_failed` / `endplate_from_disc_mask` | endplate plane could not be fitted / a neighbouring bone is missing, the disc surface was used |
 | `missing_neighbour` / `missing_endplate` | an angle or slip needs a vertebra or endplate that is not in view |

@@ -1,10 +1,13 @@
 """Neural foramen measures (contract §5 "foramen"; MEASURES.md §4).
 
-Foraminal plane (per disc and side): the parasagittal plane through the disc centre shifted
-along the disc's LR axis by the mean left-right offset of the pedicle centres of the upper and
-lower vertebra (MEASURES §4.1: "the offset through the pedicle centroids"); in-plane axes are
-the disc's AP and SI axes. A pedicle is the posterior-element part of a vertebra lying within
-12 mm behind the posterior body wall, more than 3 mm off the mid-sagittal plane.
+Foraminal plane (per disc and side): parallel to the disc's mid-sagittal plane (in-plane axes
+the disc's AP and SI axes), through the pedicle centroids — at the mean left-right position,
+relative to the disc centroid, of the upper and the lower vertebra's pedicle centroid
+(MEASURES §4.1: "the offset through the pedicle centroids"). A pedicle is the
+posterior-element part of a vertebra within 3 mm of the posterior body wall (AP), more than
+3 mm off the mid-sagittal plane. When the two pedicles lie so far apart left-right that the
+plane is off either centroid by more than 0.75 of that pedicle's half-width, the plane
+grazes it: NaN, qc ``pedicle_grazed``.
 
 On that plane, sampled every 0.2 mm, "solid" = vertebral body, posterior elements, sacrum,
 disc and ligamentum flavum (nerve roots, fat and vessels count as free space). The foramen is
@@ -14,7 +17,12 @@ upper to the lower pedicle centre (12 mm below the disc for a sacral lower neigh
 from 3 mm in front of the disc to 1.5 mm behind the anterior face of the upper lamina.
 
 * ``foraminal_height_mm``: largest SI extent of the region over AP columns.
-* ``foraminal_width_mm``: AP extent of the region on the disc mid-row.
+* ``foraminal_width_mm``: on the disc mid-row, the free run from the disc wall back to the
+  first solid sample (articular process, ligamentum flavum) — MEASURES §4.1 "posterior disc
+  margin to the anterior margin of the superior articular process, at disc level"; both ends
+  at the sub-sample 0.5 crossing. (Not the region's AP extent on that row, which spans the
+  articular process when its tip rises above the row and the region wraps round it.) NaN,
+  qc ``foramen_open``, when nothing closes the run behind.
 * ``foraminal_area_mm2``: area of the region.
 
 If the region reaches the window's upper or lower edge (which runs through the pedicle
@@ -22,9 +30,17 @@ centres), the plane has missed a pedicle and the foramen is open: NaN, qc ``fora
 A region under 20 mm² or under 5 mm high is a gap between labels, not a foramen: NaN, qc
 ``foramen_not_found``.
 
+Thick slices (largest spacing > 1.5 × the finest, e.g. 0.5 × 0.5 × 4 mm sagittal): the plane
+is parallel to the slices and falls between them, and the walls that bound the foramen (the
+disc's lateral wall, the articular process) cross the slices. Linear interpolation of a binary
+mask is then nearest-slice, up to half a slice (2 mm) off along LR, 1–2 mm in width. Behind
+the disc the "solid" mask is therefore read from a shape-based field (signed distance,
+cubic B-splines; Raya & Udupa 1990) on a local crop, which moves the walls smoothly between
+slices (:func:`~spinemetrics.geometry.sampling.local_sdf_field`). Values there keep qc
+``low_confidence`` (MEASURES §0b): a wall parallel to the slices is still known to one slice.
+
 This is the definition of the phantom's truth (``spinemetrics.phantom.truth.foramen``), so the
-validation compares like with like. On 3–4 mm sagittal stacks the plane's position is known to
-about one slice, hence qc ``low_confidence`` there (MEASURES §0b).
+validation compares like with like.
 """
 
 from __future__ import annotations
@@ -49,8 +65,9 @@ MEASURES: dict[str, MeasureInfo] = {
         "mm", "largest SI extent of the foramen on the parasagittal plane through the pedicles",
         "MEASURES §4.1; R12 (≤ 15 mm critical) [V]", "disc", sided=True),
     "foraminal_width_mm": MeasureInfo(
-        "mm", "AP extent of the foramen at disc mid-height (disc margin to articular "
-        "process / ligamentum flavum)", "MEASURES §4.1; R70 [V]", "disc", sided=True),
+        "mm", "free AP run at disc mid-height from the disc wall to the articular process / "
+        "ligamentum flavum, on the parasagittal plane through the pedicles",
+        "MEASURES §4.1; R70 [V]", "disc", sided=True),
     "foraminal_area_mm2": MeasureInfo(
         "mm2", "area of the free region bounded by pedicles, body/disc and articular process "
         "on that plane", "MEASURES §4.1; R70 [V]", "disc", sided=True),

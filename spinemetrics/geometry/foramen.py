@@ -178,7 +178,8 @@ def foramen_region(model: SpineModel, did: int, side: str):
         if not np.isfinite(ant):
             ant = tp_ap + 3.0
         back = aa <= ant
-        vals[back] = solid_field(model, pts[back]).inside(pts[back])
+        if back.any():
+            vals[back] = solid_field(model, pts[back]).inside(pts[back])
     qc: set[str] = {"pedicle_grazed"} if grazed else set()
     if np.isnan(vals).any():
         qc.add("partial_fov")

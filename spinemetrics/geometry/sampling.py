@@ -196,6 +196,8 @@ def local_sdf_field(labels: np.ndarray, affine: np.ndarray, values, points: np.n
     spacing = np.linalg.norm(affine[:3, :3], axis=0)
     inv = np.linalg.inv(affine)
     ijk = np.asarray(points, dtype=np.float64).reshape(-1, 3) @ inv[:3, :3].T + inv[:3, 3]
+    if not len(ijk):
+        raise ValueError("local_sdf_field needs at least one point")
     shape = np.asarray(labels.shape)
     margin = np.maximum(2, np.ceil(margin_mm / spacing)).astype(int)
     lo = np.clip(np.floor(ijk.min(axis=0)).astype(int) - margin, 0, shape)

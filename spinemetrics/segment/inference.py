@@ -456,10 +456,16 @@ def segment(
             levels_arr = np.asarray(lv.levels.array).astype(np.uint16)
             warnings += [w for w in lv.warnings if w not in warnings]
             qc = dict(lv.qc)
-            cut = [k for k, v in qc.items() if "partial_fov" in str(v)]
+            reasons = {k: set(str(v).split(";")) for k, v in qc.items()}
+            cut = [k for k, r in reasons.items() if "partial_fov" in r]
+            cut_lr = [k for k, r in reasons.items() if "partial_fov_lr" in r and k not in cut]
             if cut:
                 warnings.append(f"{name}: partial field of view, {', '.join(cut)} cut by the "
-                                "image border (their measures are marked partial_fov)")
+                                "image border (their measures are NaN, qc partial_fov)")
+            if cut_lr:
+                warnings.append(f"{name}: {', '.join(cut_lr)} cut only on the left/right sides "
+                                "(mid-sagittal measures kept; volumes, foramina and cut muscle "
+                                "areas NaN; qc partial_fov_lr)")
         except InputError as exc:
             warnings.append(f"{name}: levels could not be named ({exc})")
     levels = img.with_array(levels_arr, kind="levels")

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import ndimage
 
 from spinemetrics.geometry.frame import Centreline, Frame, Plane, fit_plane, unit
-from spinemetrics.geometry.sampling import MaskField, first_crossing, ray_grid
+from spinemetrics.geometry.sampling import TIE_TOL, MaskField, first_crossing, ray_grid
 from spinemetrics.image import Image
 from spinemetrics.labels import DISC_OFFSET, SACRUM_ID, VERTEBRA_IDS, Structure
 from spinemetrics.levels import fov_cut, spine_axis_of
@@ -370,8 +370,10 @@ class SpineModel:
             d = direction if direction.ndim == 1 else direction[fin]
             hit = origins[fin] + out[fin][:, None] * d
             ijk = fld.to_index(hit)
-            bad = np.any((ijk < self._edge_margin - 0.5)
-                         | (ijk > np.asarray(self.seg.shape) - 0.5 - self._edge_margin), axis=1)
+            # (a hit exactly on the margin line counts as inside: see sampling.TIE_TOL)
+            bad = np.any((ijk < self._edge_margin - 0.5 - TIE_TOL)
+                         | (ijk > np.asarray(self.seg.shape) - 0.5 - self._edge_margin + TIE_TOL),
+                         axis=1)
             out[np.nonzero(fin)[0][bad]] = np.nan
         return out
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 SPACING = (4.0, 2.0, 2.0)
-FOV_MM = (48.0, 100.0, 130.0)  # L2…S1: a handful of levels keeps measuring fast
+FOV_MM = (48.0, 170.0, 130.0)  # L2…S1: a handful of levels keeps measuring fast
 
 #: name → (phantom seed, output orientation)
 GOOD = {"sub-01": (0, "RAS"), "sub-02": (1, "RAS"), "sub-03": (0, "PIR")}

@@ -12,6 +12,12 @@ planes, AP from the upper vertebra.
   mask's own surface where a neighbouring bone is missing); trimmed mean of 25 parallel rays
   on a ±1 mm (AP) × ±1.5 mm (LR) patch, which averages out the voxel staircase.
 * Farfan disc height index ``(Ha + Hp) / D``.
+* Dabbs 2-point height ``(Ha + Hp) / 2`` (MEASURES.md §1.1, R35/R36b). The Hurxthal
+  (centre-line) height is ``disc_height_middle_mm`` itself.
+* vertebral-height disc index ``Hm / Hm_v(upper)``: middle disc height over the middle
+  height of the vertebral body above (Sima method 2, R36), both in their own mid-sagittal
+  planes; NaN when either is (upper body missing, cut or unfitted: qc of the disc plus
+  ``missing_neighbour``/``partial_fov`` of the body).
 * wedge angle: difference of the sagittal tilts of the two fitted endplate planes in the disc
   frame, + = lordotic (anterior opening).
 * volume: voxel count × voxel volume (|det A|).
@@ -23,6 +29,9 @@ mid-sagittal value and loses only the volume.
 
 from __future__ import annotations
 
+import math
+
+from spinemetrics.geometry import vertebra
 from spinemetrics.geometry._table import MeasureInfo, Record
 from spinemetrics.geometry.frame import tilt_deg
 from spinemetrics.geometry.model import SpineModel, patch_offsets, trimmed_mean
@@ -51,6 +60,12 @@ MEASURES: dict[str, MeasureInfo] = {
         "+ = lordotic", "MEASURES §1.1 [D]", "disc"),
     "disc_volume_mm3": MeasureInfo(
         "mm3", "disc voxel count × voxel volume", "MEASURES §1.1 [D]; R74, R75", "disc"),
+    "disc_height_dabbs_mm": MeasureInfo(
+        "mm", "Dabbs 2-point height: mean of the anterior and posterior heights",
+        "MEASURES §1.1; R35 [V], R36b [U]", "disc"),
+    "disc_height_index_vertebral": MeasureInfo(
+        "1", "middle disc height / middle height of the vertebral body above",
+        "MEASURES §1.1; R36 method 2 [V]", "disc"),
 }
 
 _FRACTIONS = {"anterior": 0.1, "middle": 0.5, "posterior": 0.9}
@@ -89,10 +104,12 @@ def heights_at(model: SpineModel, did: int, fractions: dict[str, float]) -> dict
 def compute(model: SpineModel) -> list[Record]:
     """All disc measures for every disc in the level map."""
     recs: list[Record] = []
+    body_hm = _upper_body_middle_heights(model)
     for did in model.discs:
         g = model.disc(did)
         name = disc_level_name(model, did)
         qc = set(g.qc)
+        ratio_qc: set[str] = set()  # reasons that concern only the vertebral-height index
         missing_bone = g.upper not in model.vertebrae or g.lower is None
         if missing_bone:
             qc.add("endplate_from_disc_mask")
@@ -108,7 +125,13 @@ def compute(model: SpineModel) -> list[Record]:
                 "disc_height_index": (h["anterior"] + h["posterior"]) / d,
                 "disc_depth_mm": d,
                 "disc_wedge_angle_deg": float("nan"),
+                "disc_height_dabbs_mm": 0.5 * (h["anterior"] + h["posterior"]),
             }
+            hm_v, vqc = body_hm.get(g.upper, (math.nan, {"missing_neighbour"}))
+            vals["disc_height_index_vertebral"] = h["middle"] / hm_v
+            if not math.isfinite(hm_v):
+                # The disc's own values stand; only the ratio needs the upper body.
+                ratio_qc = vqc
             if g.upper_plane is not None and g.lower_plane is not None:
                 vals["disc_wedge_angle_deg"] = tilt_deg(
                     g.lower_plane.normal, g.frame.si, g.frame.ap
@@ -123,5 +146,31 @@ def compute(model: SpineModel) -> list[Record]:
             vol = float("nan")
         vals["disc_volume_mm3"] = float("nan") if qc & {"partial_fov", "partial_fov_lr"} else vol
         for m in MEASURES:
-            recs.append(Record(name, m, vals.get(m, float("nan")), qc=set(qc)))
+            mqc = set(qc) | (ratio_qc if m == "disc_height_index_vertebral" else set())
+            recs.append(Record(name, m, vals.get(m, float("nan")), qc=mqc))
     return recs
+
+
+def _upper_body_middle_heights(model: SpineModel) -> dict[int, tuple[float, set[str]]]:
+    """Middle height (mm) and qc of every body that is the upper neighbour of a disc.
+
+    Taken exactly as ``vertebral_height_middle_mm`` (same cut/failed-fit rules), so the
+    ratio never divides by a height the vertebra table would not report.
+    """
+    out: dict[int, tuple[float, set[str]]] = {}
+    for did in model.discs:
+        g = model.disc(did)
+        vid = g.upper if g is not None else None
+        if vid is None or vid in out or vid not in model.vertebrae:
+            continue
+        vg = model.vertebra(vid)
+        qc = set(vg.qc)
+        cut = model.fov_cut(f"body:{vid}")
+        if cut:
+            qc.add(cut)
+        if "partial_fov" in qc or "endplate_fit_failed" in qc:
+            out[vid] = (math.nan, qc & {"partial_fov", "endplate_fit_failed"})
+            continue
+        hm = vertebra.body_heights(model, vid)["middle"]
+        out[vid] = (hm, set() if math.isfinite(hm) else {"not_measurable"})
+    return out

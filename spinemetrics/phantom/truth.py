@@ -8,6 +8,13 @@ Closed forms (from :mod:`spinemetrics.phantom.model`):
   Farfan index = (Ha + Hp)/D; wedge = angle between the two planes (lordotic +);
   volume = π/4·D·W·Hm + the rounded-rim volumes of the two adjacent endplates (closed form).
 * vertebral heights / depth likewise; wedge index = Ha/Hp; volume = π/4·D·W·Hm − 2 rims.
+* derived ratios from those analytic heights (never from measured ones): Dabbs height
+  (Ha + Hp)/2; vertebral-height disc index = disc Hm / upper body Hm; biconcavity index
+  Hm/max(Ha, Hp); crush index Hp/Ha; Genant height reduction 100·(1 − min/reference) with
+  reference = mean posterior height of the two bodies sharing a disc with this one when both
+  have an own-height reduction < 20 %, else the largest own height; Genant grade 0 (< 20 %),
+  1 (20–25 %), 2 (25–40 %), 3 (> 40 %) — MEASURES.md §1.1, §2.1, §2.2
+  (:func:`add_derived_truth`, which also completes truth tables cached before these rows).
 * segmental angle (disc) = superior endplate of the upper vs the lower vertebra;
   lumbar lordosis (``L1-S1``) = L1 superior vs S1 superior endplate; slip = (P2 − P1)·a1 /
   (AP extent of the lower superior endplate) × 100, P1/P2 = centres of the lower superior /
@@ -234,4 +241,96 @@ def truth_table(
             "deg",
         )
     add("S1", "sacral_slope_deg", sacral_slope_world(an, R), "deg")
-    return pd.DataFrame(rows, columns=COLUMNS)
+    return add_derived_truth(pd.DataFrame(rows, columns=COLUMNS), list(p.discs))
+
+
+#: Truth rows computed by :func:`add_derived_truth` from the analytic height rows.
+DERIVED_MEASURES = (
+    "disc_height_dabbs_mm",
+    "disc_height_index_vertebral",
+    "vertebral_biconcavity_index",
+    "vertebral_crush_index",
+    "vertebral_height_reduction_percent",
+    "genant_sq_grade",
+)
+
+
+def _genant_truth(r_percent: float) -> float:
+    # Genant 1993 via Wáng 2019 (MEASURES.md §2.2): < 20 % normal, 20–25 % mild,
+    # 25–40 % moderate, > 40 % severe.
+    if r_percent > 40.0:
+        return 3.0
+    if r_percent >= 25.0:
+        return 2.0
+    if r_percent >= 20.0:
+        return 1.0
+    return 0.0
+
+
+def add_derived_truth(truth: pd.DataFrame, discs: list[str] | None = None) -> pd.DataFrame:
+    """Append the derived-measure truth rows computed from the table's analytic height rows.
+
+    Parameters
+    ----------
+    truth : pandas.DataFrame
+        Truth table (contract §5 columns) holding the disc and vertebral height rows.
+    discs : list of str, optional
+        Disc level names ``"L4-L5"`` that define which bodies are adjacent; default: the disc
+        levels present in ``truth``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``truth`` with the rows of :data:`DERIVED_MEASURES` (replaced if already there).
+    """
+    base = truth[~truth["measure"].isin(DERIVED_MEASURES)]
+    heights = base[base["measure"].str.contains("height") & base["measure"].str.endswith("_mm")]
+    val = {(lv, m): float(v) for lv, m, v in
+           zip(heights["level"], heights["measure"], heights["value"], strict=True)}
+    subj = base["subject"].iloc[0] if len(base) else ""
+    scan = base["scan"].iloc[0] if len(base) else ""
+    if discs is None:
+        discs = sorted({lv for lv, m in val if m.startswith("disc_height")})
+    rows: list[tuple] = []
+
+    def add(level, measure, value, unit):
+        rows.append((subj, scan, level, "", measure, float(value), unit, "ok"))
+
+    def body(v):
+        k = ("vertebral_height_anterior_mm", "vertebral_height_middle_mm",
+             "vertebral_height_posterior_mm")
+        if any((v, m) not in val for m in k):
+            return None
+        return tuple(val[(v, m)] for m in k)
+
+    above: dict[str, str] = {}
+    below: dict[str, str] = {}
+    for dname in discs:
+        up, lo = dname.split("-")
+        ha = val.get((dname, "disc_height_anterior_mm"))
+        hm = val.get((dname, "disc_height_middle_mm"))
+        hp = val.get((dname, "disc_height_posterior_mm"))
+        if ha is not None and hp is not None:
+            add(dname, "disc_height_dabbs_mm", (ha + hp) / 2.0, "mm")
+        hu = body(up)
+        if hm is not None and hu is not None:
+            add(dname, "disc_height_index_vertebral", hm / hu[1], "1")
+        if hu is not None and body(lo) is not None:
+            below[up], above[lo] = lo, up
+    verts = sorted({lv for lv, m in val if m.startswith("vertebral_")})
+    for v in verts:
+        h = body(v)
+        if h is None:
+            continue
+        ha, hm, hp = h
+        add(v, "vertebral_biconcavity_index", hm / max(ha, hp), "1")
+        add(v, "vertebral_crush_index", hp / ha, "1")
+        ref = max(h)
+        nb = [body(above[v]) if v in above else None, body(below[v]) if v in below else None]
+        if all(n is not None and 1.0 - min(n) / max(n) < 0.20 for n in nb):
+            ref = (nb[0][2] + nb[1][2]) / 2.0
+        r = 100.0 * (1.0 - min(h) / ref)
+        add(v, "vertebral_height_reduction_percent", r, "%")
+        add(v, "genant_sq_grade", _genant_truth(r), "grade")
+    out = pd.concat([base, pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)
+    return out

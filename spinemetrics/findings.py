@@ -139,6 +139,18 @@ FINDING_RULES: tuple[FindingRule, ...] = (
         source="< 70 % moderate, < 50 % severe of reference: lstv-detector bands [C]/[U]; "
         "reference = median of the subject's other discs [D]",
     ),
+    FindingRule(
+        "vertebral_deformity",
+        "Vertebral deformity (Genant surrogate)",
+        "genant_sq_grade",
+        "above",
+        1.0,
+        3.0,
+        inclusive=True,
+        source="Genant SQ surrogate (MEASURES.md §2.2): grade ≥ 1 (height reduction ≥ 20 %) "
+        "deformity, grade 3 (> 40 %) severe; Genant 1993 via Wáng 2019 [S]. Morphometric, not "
+        "a visual reading: over- and under-calls fractures (Wáng 2019 [S])",
+    ),
 )
 
 

@@ -29,12 +29,18 @@ MEASURE_NAMES: dict[str, str] = {
     "disc_depth_mm": "Disc depth (AP)",
     "disc_wedge_angle_deg": "Disc wedge angle",
     "disc_volume_mm3": "Disc volume",
+    "disc_height_dabbs_mm": "Disc height, Dabbs (ant+post)/2",
+    "disc_height_index_vertebral": "Disc height index (to vertebral height)",
     "vertebral_height_anterior_mm": "Vertebral height, anterior",
     "vertebral_height_middle_mm": "Vertebral height, middle",
     "vertebral_height_posterior_mm": "Vertebral height, posterior",
     "vertebral_depth_mm": "Vertebral depth (AP)",
     "vertebral_wedge_index": "Vertebral wedge index (ant/post)",
     "vertebral_volume_mm3": "Vertebral body volume",
+    "vertebral_biconcavity_index": "Vertebral biconcavity index (mid/max)",
+    "vertebral_crush_index": "Vertebral crush index (post/ant)",
+    "vertebral_height_reduction_percent": "Vertebral height reduction",
+    "genant_sq_grade": "Genant grade (surrogate)",
     "dural_sac_area_mm2": "Dural sac area",
     "dural_sac_ap_mm": "Dural sac AP diameter",
     "canal_ap_mm": "Bony canal AP diameter",
@@ -52,7 +58,7 @@ MEASURE_NAMES: dict[str, str] = {
 
 _MEASURE_ORDER = {m: i for i, m in enumerate(MEASURE_NAMES)}
 
-UNIT_TEXT = {"mm": "mm", "mm2": "mm²", "mm3": "mm³", "deg": "°", "%": "%", "1": ""}
+UNIT_TEXT = {"mm": "mm", "mm2": "mm²", "mm3": "mm³", "deg": "°", "%": "%", "1": "", "grade": ""}
 
 REQUIRED_COLUMNS = ("level", "measure", "value")
 

@@ -17,6 +17,7 @@ names the stage that failed (``read``, ``check``, ``segment``, ``measure``, ``re
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
@@ -34,7 +35,7 @@ import pandas as pd
 from spinemetrics.atomic import atomic_path, atomic_write_text
 from spinemetrics.errors import InputError, SpinemetricsError
 from spinemetrics.image import Image
-from spinemetrics.provenance import provenance
+from spinemetrics.provenance import file_sha256, provenance
 
 __all__ = [
     "AnalysisError",
@@ -369,7 +370,15 @@ def _cnn_model_info(device: str) -> dict[str, Any]:
     except Exception:  # provenance must never fail a scan
         return {"model": "spinemetrics CNN"}
     keep = {k: v for k, v in dict(meta).items() if isinstance(v, (str, int, float, bool))}
-    return {"model": "spinemetrics CNN", **keep}
+    return {"model": "spinemetrics CNN", **keep, "weights_sha256": _weights_sha256()}
+
+
+@functools.lru_cache(maxsize=1)
+def _weights_sha256() -> str:
+    """Hash of the shipped weight file: names the exact network behind every output."""
+    from spinemetrics.segment.inference import DEFAULT_WEIGHTS
+
+    return file_sha256(DEFAULT_WEIGHTS)
 
 
 def _call_segmenter(fn: Callable[..., Any], image: Image, device: str) -> Any:

@@ -100,7 +100,7 @@ ones, oblique grids included.
 
 | kept (qc `partial_fov_lr`) — defined in the mid-sagittal plane | NaN (qc `partial_fov`) — need the left/right extent |
 |---|---|
-| disc and vertebral heights (10/50/90 %), depths, Farfan index, wedge index, disc wedge angle | `disc_volume_mm3`, `vertebral_volume_mm3` |
+| disc and vertebral heights (10/50/90 %), depths, Farfan index, wedge index, disc wedge angle; the derived Dabbs height, vertebral-height disc index, biconcavity/crush indices and Genant reduction/grade | `disc_volume_mm3`, `vertebral_volume_mm3` |
 | `segmental_angle_deg`, `lumbar_lordosis_deg`, `sacral_slope_deg`, `slip_percent`, `slip_mm` | foraminal height/width/area (the pedicles, hence the foraminal plane, are cut or nearly so) |
 | `canal_ap_mm`, `dural_sac_ap_mm`; `dural_sac_area_mm2` when the sac section itself is not cut (else NaN, `partial_fov`) | `paraspinal_muscle_area_mm2` on a side whose muscle reaches the edge |
 | `ligamentum_flavum_thickness_mm`, `epidural_fat_area_mm2` (canal section; NaN when that section is cut) | |

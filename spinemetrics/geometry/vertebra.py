@@ -74,7 +74,8 @@ MEASURES: dict[str, MeasureInfo] = {
         "reduced themselves, else the largest own height (may be < 0)",
         "MEASURES §2.2 [D]; Genant 1993 (R14) [S]", "vertebra"),
     "genant_sq_grade": MeasureInfo(
-        "grade", "automated Genant semi-quantitative surrogate from the height reduction: "
+        # Contract §5 units are mm, mm2, mm3, deg, %, 1: a grade is a dimensionless "1".
+        "1", "automated Genant semi-quantitative surrogate from the height reduction: "
         "0 < 20 %, 1 20–25 %, 2 25–40 %, 3 > 40 % (morphometric, not a visual SQ reading)",
         "MEASURES §2.2; Genant 1993 (R14) via Wáng 2019 [S]", "vertebra"),
 }

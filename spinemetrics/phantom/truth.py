@@ -331,6 +331,6 @@ def add_derived_truth(truth: pd.DataFrame, discs: list[str] | None = None) -> pd
             ref = (nb[0][2] + nb[1][2]) / 2.0
         r = 100.0 * (1.0 - min(h) / ref)
         add(v, "vertebral_height_reduction_percent", r, "%")
-        add(v, "genant_sq_grade", _genant_truth(r), "grade")
+        add(v, "genant_sq_grade", _genant_truth(r), "1")
     out = pd.concat([base, pd.DataFrame(rows, columns=COLUMNS)], ignore_index=True)
     return out

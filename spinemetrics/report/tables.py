@@ -58,7 +58,7 @@ MEASURE_NAMES: dict[str, str] = {
 
 _MEASURE_ORDER = {m: i for i, m in enumerate(MEASURE_NAMES)}
 
-UNIT_TEXT = {"mm": "mm", "mm2": "mm²", "mm3": "mm³", "deg": "°", "%": "%", "1": "", "grade": ""}
+UNIT_TEXT = {"mm": "mm", "mm2": "mm²", "mm3": "mm³", "deg": "°", "%": "%", "1": ""}
 
 REQUIRED_COLUMNS = ("level", "measure", "value")
 

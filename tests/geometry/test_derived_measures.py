@@ -36,7 +36,7 @@ def test_units_are_registered():
     assert MEASURE_UNITS["vertebral_biconcavity_index"] == "1"
     assert MEASURE_UNITS["vertebral_crush_index"] == "1"
     assert MEASURE_UNITS["vertebral_height_reduction_percent"] == "%"
-    assert MEASURE_UNITS["genant_sq_grade"] == "grade"
+    assert MEASURE_UNITS["genant_sq_grade"] == "1"  # contract §5 unit list
     assert set(DERIVED_MEASURES) == set(DISC_NEW) | set(VERT_NEW)
 
 

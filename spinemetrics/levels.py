@@ -214,6 +214,46 @@ def _components(mask: np.ndarray, min_vox: float) -> tuple[list[np.ndarray], int
     return comps, dropped
 
 
+def _split_discs_at_bodies(
+    comps: list[np.ndarray], affine: np.ndarray, axis: np.ndarray,
+    anchors: list[tuple[float, int]], min_vox: float,
+) -> tuple[list[np.ndarray], int]:
+    """Split disc components that reach over a vertebral body into one part per gap.
+
+    A CNN can join two discs through a thin rim of "disc" along the posterior or anterior
+    vertebral wall; named by its centroid, the joined component would give one level and
+    lose the other. Each voxel is given to the gap between consecutive body centroids (along
+    the spine axis) that it lies in; a component is split only when at least two gaps hold
+    a disc-sized part, and the parts are trimmed to their largest connected piece so the
+    wall bridge does not end up inside a disc.
+    """
+    if len(anchors) < 2:
+        return comps, 0
+    bounds = np.array([p for p, _ in anchors])
+    out: list[np.ndarray] = []
+    n_split = 0
+    for dc in comps:
+        proj = _world_points(dc, affine) @ axis
+        gap = np.searchsorted(bounds, proj)  # 0 below the lowest anchor … len above the top
+        ids, counts = np.unique(gap, return_counts=True)
+        big = ids[counts >= min_vox]
+        if len(big) < 2:
+            out.append(dc)
+            continue
+        n_split += 1
+        for g in big:
+            part = dc[gap == g]
+            mask = np.zeros(part.max(axis=0) - part.min(axis=0) + 1, bool)
+            mask[tuple((part - part.min(axis=0)).T)] = True
+            lab, n = ndimage.label(mask, structure=_SIX)
+            if n > 1:
+                keep = 1 + int(np.argmax(ndimage.sum(mask, lab, range(1, n + 1))))
+                part = np.argwhere(lab == keep) + part.min(axis=0)
+            if len(part) >= min_vox:
+                out.append(part)
+    return out, n_split
+
+
 def _split_merged(idx: np.ndarray, pts: np.ndarray, axis: np.ndarray, n_parts: int) -> list:
     """Split one component into ``n_parts`` at the narrowest sections along ``axis``."""
     s = pts @ axis
@@ -439,6 +479,11 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
     )
     if dropped_discs:
         warnings.append(f"dropped {dropped_discs} small disc fragment(s)")
+    disc_comps, n_bridged = _split_discs_at_bodies(disc_comps, affine, axis, anchors,
+                                                   _MIN_DISC_MM3 / vox_mm3)
+    if n_bridged:
+        warnings.append(f"{n_bridged} disc component(s) spanning several levels (discs "
+                        "joined along a vertebral wall) split between the vertebral bodies")
     disc_seen: dict[int, int] = {}
     for dc in disc_comps:
         dp = float(_world_points(dc, affine).mean(axis=0) @ axis)

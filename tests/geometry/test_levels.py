@@ -82,6 +82,31 @@ def test_noise_fragments_dropped_and_merged_bodies_split(spine):
     assert set(np.unique(out[bodies])) == {20, 21, 22, 23, 24}
 
 
+def test_discs_joined_along_a_vertebral_wall_are_split_and_all_named(spine):
+    """A CNN rim of 'disc' along L3's posterior wall joins the L2-L3 and L3-L4 discs; naming
+    by the joined component's centroid would lose one level."""
+    seg, lev, _ = spine
+    arr = seg.array.copy()
+    body = lev.array == 22  # L3 body voxels only (lev 22 also covers its posterior elements)
+    body &= seg.array == 1
+    # The rim: every L3 body voxel within 2 voxels of its most posterior extent (−y side).
+    ys = np.argwhere(body)[:, 1]
+    rim = body & (np.indices(arr.shape)[1] <= ys.min() + 1)
+    arr[rim] = 4
+    joined = (arr == 4) & (lev.array != 0)
+    from scipy import ndimage
+
+    lab, _ = ndimage.label(joined)
+    upper, lower = np.argwhere(lev.array == 121)[0], np.argwhere(lev.array == 122)[0]
+    assert lab[tuple(upper)] == lab[tuple(lower)] != 0  # really one component now
+    res = derive_levels(seg.with_array(arr))
+    out = res.levels.array
+    for did in (120, 121, 122, 123, 124):
+        true_disc = (lev.array == did) & (seg.array == 4)
+        assert _agreement(out, lev.array, true_disc) > 0.97, did
+    assert any("spanning several levels" in w for w in res.warnings)
+
+
 def test_body_cut_by_field_of_view_is_partial(spine):
     seg, _, _ = spine
     z_body = np.nonzero((seg.array == 1).any(axis=(0, 1)))[0]

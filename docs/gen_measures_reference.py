@@ -149,7 +149,9 @@ def main(argv: list[str]) -> int:
                 vals = []
                 for sp in ("iso_1mm", "sag_0.5x0.5x4mm"):
                     v = mae.get(sp, pd.Series(dtype=float)).get(name, np.nan)
-                    vals.append("–" if not np.isfinite(v) else f"{v:.2f} {u}")
+                    # Ratios (unit "1") need three decimals: 0.004 is not "0.00".
+                    txt = f"{v:.3f}" if u == "1" else f"{v:.2f} {u}"
+                    vals.append("–" if not np.isfinite(v) else txt)
                 row += f" {vals[0]} | {vals[1]} |"
             lines.append(row)
         lines.append("")

@@ -238,15 +238,23 @@ class SpineModel:
         """``centre`` moved along world x (patient LR) onto the mid-sagittal plane at its
         level: the x of the dural-sac (else posterior-element) points within 5 mm along
         ``si``; None when neither is there."""
+        near = self._canal_points_near(centre, si)
+        if near is None:
+            return None
+        out = np.array(centre, dtype=np.float64)
+        out[0] = near[:, 0].mean()
+        return out
+
+    def _canal_points_near(self, centre: np.ndarray, si: np.ndarray) -> np.ndarray | None:
+        """Dural-sac (else posterior-element) points within 5 mm of ``centre`` along ``si``
+        and 60 mm of it; None when fewer than 10 are there."""
         for pts in (self.sac_points, self.pe_points):
             if not len(pts):
                 continue
             d = pts - centre
             sel = (np.abs(d @ si) < 5.0) & (np.linalg.norm(d, axis=1) < 60.0)
             if sel.sum() >= 10:
-                out = np.array(centre, dtype=np.float64)
-                out[0] = pts[sel, 0].mean()
-                return out
+                return pts[sel]
         return None
 
     def onto_mid_sagittal(self, centre: np.ndarray, si: np.ndarray,
@@ -258,15 +266,11 @@ class SpineModel:
         keeps the shift right when the spine is rotated about its long axis, where the
         canal, 20–30 mm behind the body, is offset in world x from the body's midline.
         """
-        for pts in (self.sac_points, self.pe_points):
-            if not len(pts):
-                continue
-            d = pts - centre
-            sel = (np.abs(d @ si) < 5.0) & (np.linalg.norm(d, axis=1) < 60.0)
-            if sel.sum() >= 10:
-                lr = Frame.from_si_ap(centre, si, ap0).lr
-                return centre + float((pts[sel].mean(axis=0) - centre) @ lr) * lr
-        return centre
+        near = self._canal_points_near(centre, si)
+        if near is None:
+            return centre
+        lr = Frame.from_si_ap(centre, si, ap0).lr
+        return centre + float((near.mean(axis=0) - centre) @ lr) * lr
 
     def fov_distance(self, point: np.ndarray, direction: np.ndarray) -> float:
         """Distance (mm) from ``point`` along ``direction`` to 1.5 mm inside the image edge."""

@@ -53,6 +53,13 @@ def _load(folder, which: str):
     return res.seg, res.levels, res.warnings
 
 
+def _mean_abs_pct(d: np.ndarray, mean: np.ndarray) -> float:
+    """Mean |difference| / |mean| in %, over pairs whose mean is not 0 (a percentage of 0 is
+    undefined, e.g. for Genant grade 0 in both maps); NaN when there are none."""
+    ok = mean != 0
+    return float(np.mean(np.abs(d[ok]) / np.abs(mean[ok])) * 100.0) if ok.any() else float("nan")
+
+
 def bland_altman(paired: pd.DataFrame) -> pd.DataFrame:
     """Per measure: n, bias, SD of differences, limits of agreement, MAD, MAPE (%)."""
     rows = []
@@ -65,7 +72,7 @@ def bland_altman(paired: pd.DataFrame) -> pd.DataFrame:
         rows.append({"measure": m, "unit": unit, "n": n, "mean_value": float(np.mean(mean)),
                      "bias": bias, "sd_diff": sd, "loa_low": bias - 1.96 * sd,
                      "loa_high": bias + 1.96 * sd, "mean_abs_diff": float(np.mean(np.abs(d))),
-                     "mean_abs_pct_diff": float(np.mean(np.abs(d) / np.abs(mean)) * 100.0)})
+                     "mean_abs_pct_diff": _mean_abs_pct(d, mean)})
     return pd.DataFrame(rows)
 
 

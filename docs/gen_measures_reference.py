@@ -75,6 +75,7 @@ truth (`benchmarks/validate_geometry.py`, details in [validation.md](validation.
 | `no_ligamentum_flavum` | disc-level canal AP / foramen need the ligamentum flavum label |
 | `foramen_open` / `foramen_not_found` | the foraminal plane missed a pedicle (or nothing closes the foramen behind the disc) / only a sliver between labels |
 | `pedicle_grazed` | the upper and lower pedicles lie so far apart left-right that the foraminal plane between them grazes one: foramen NaN |
+| `unstable_section` | the vertebral heights 3 mm left or right of the mid-sagittal plane differ from it by more than max(3 mm, 15 %) (a segmentation notch, not a deformity spanning the endplate): heights kept with the flag; height reduction and Genant grade NaN |
 | `low_confidence` | thin structure or foramen measured across > 2-mm slices (MEASURES.md §0b) |
 | `endplate_fit_failed` / `endplate_from_disc_mask` | endplate plane could not be fitted / a neighbouring bone is missing, the disc surface was used |
 | `missing_neighbour` / `missing_endplate` | an angle or slip needs a vertebra or endplate that is not in view |

@@ -22,6 +22,11 @@ planes, AP = body → canal reversed):
 Every derived value is NaN whenever one of its heights is NaN (a cut, unfitted or missing
 body), with that body's qc; a neighbour that is NaN is only dropped as a reference.
 
+Section stability: the three heights are also taken on the planes 3 mm left and right of
+the mid-sagittal one; if any differs by more than max(3 mm, 15 %), every value of the body
+carries qc ``unstable_section`` and the height reduction and Genant grade are NaN (a
+deformity spans the endplate; a segmentation notch on one or two slices does not).
+
 Field of view: a body cut across the spine is NaN (``partial_fov``); one cut only on the
 left/right faces, with its mid-sagittal slab in view (``partial_fov_lr``), keeps the
 mid-sagittal heights, depth and wedge index and loses only the volume.
@@ -91,21 +96,48 @@ GENANT_BOUNDS_PERCENT = (20.0, 25.0, 40.0)
 _FRACTIONS = {"anterior": 0.1, "middle": 0.5, "posterior": 0.9}
 
 
-def body_heights(model: SpineModel, vid: int) -> dict[str, float]:
-    """Depth and heights of body ``vid`` (mm)."""
+#: Parasagittal planes (mm either side of the mid-sagittal one) that must agree on the heights.
+SECTION_CHECK_MM = 3.0
+#: Largest allowed height difference to those planes: max(3 mm, 15 % of the height).
+SECTION_TOLERANCE = (3.0, 0.15)
+
+
+def body_heights(model: SpineModel, vid: int, lr_offset_mm: float = 0.0) -> dict[str, float]:
+    """Depth and heights of body ``vid`` (mm), on its mid-sagittal plane or on the parallel
+    plane ``lr_offset_mm`` to its right."""
     g = model.vertebra(vid)
     key = f"body:{vid}"
     fr = g.frame
-    tp, tm = model.chord_patch(key, fr.origin, fr.ap, patch_offsets(fr.si, fr.lr, 1.5, 1.5, 3))
+    shift = lr_offset_mm * fr.lr
+    tp, tm = model.chord_patch(key, fr.origin + shift, fr.ap,
+                               patch_offsets(fr.si, fr.lr, 1.5, 1.5, 3))
     depth = tp + tm
     out = {"depth": depth}
     patch = patch_offsets(fr.ap, fr.lr, 1.0, 1.5, 5)
     for name, f in _FRACTIONS.items():
-        starts = fr.point(tp - f * depth) + patch
+        starts = fr.point(tp - f * depth) + patch + shift
         up = model.exits(key, starts, fr.si, 60.0)
         dn = model.exits(key, starts, -fr.si, 60.0)
         out[name] = trimmed_mean(up + dn)
     return out
+
+
+def section_unstable(model: SpineModel, vid: int, h: dict[str, float]) -> bool:
+    """True when the heights ``SECTION_CHECK_MM`` left and right of the mid-sagittal plane
+    differ from ``h`` by more than ``SECTION_TOLERANCE``.
+
+    A real wedge or crush deformity spans the endplate's width, so the three heights barely
+    change 3 mm off the midline; a segmentation notch (a disc label biting into one corner on
+    one or two slices) does not. Planes that leave the body (NaN) are not judged.
+    """
+    abs_mm, rel = SECTION_TOLERANCE
+    for off in (-SECTION_CHECK_MM, SECTION_CHECK_MM):
+        other = body_heights(model, vid, off)
+        for name in _FRACTIONS:
+            a, b = h[name], other[name]
+            if math.isfinite(a) and math.isfinite(b) and abs(b - a) > max(abs_mm, rel * a):
+                return True
+    return False
 
 
 def _own_reduction_percent(h: tuple[float, float, float]) -> float:
@@ -190,6 +222,8 @@ def compute(model: SpineModel) -> list[Record]:
             vals = dict.fromkeys(MEASURES, float("nan"))
         else:
             h = body_heights(model, vid)
+            if section_unstable(model, vid, h):
+                qc.add("unstable_section")
             vals = {
                 "vertebral_height_anterior_mm": h["anterior"],
                 "vertebral_height_middle_mm": h["middle"],
@@ -221,14 +255,17 @@ def compute(model: SpineModel) -> list[Record]:
         vals = vals_by[vid]
         ha, hm, hp = h = heights(vid)
         ok = all(math.isfinite(x) and x > 0 for x in h)
+        # A grade from a section that the neighbouring planes contradict would call a
+        # segmentation notch a fracture: no grade, the heights keep the qc flag.
+        stable = "unstable_section" not in qc_by[vid]
         # Derived ratios only from three finite heights: a cut or failed body gives NaN
         # (with its qc), never a ratio of what happened to be in view.
         vals["vertebral_biconcavity_index"] = hm / max(ha, hp) if ok else math.nan
         vals["vertebral_crush_index"] = hp / ha if ok else math.nan
         above, below = _neighbours(model, vid)
         r = height_reduction_percent(h, heights(above), heights(below))
-        vals["vertebral_height_reduction_percent"] = r
-        vals["genant_sq_grade"] = genant_grade(r)
+        vals["vertebral_height_reduction_percent"] = r if stable else math.nan
+        vals["genant_sq_grade"] = genant_grade(r) if stable else math.nan
         name = vertebra_name(vid)
         for m in MEASURES:
             recs.append(Record(name, m, vals[m], qc=set(qc_by[vid])))

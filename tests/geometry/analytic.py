@@ -112,3 +112,21 @@ def analytic_spine(spacing=(1.0, 1.0, 1.0), rotation_deg=(0.0, 0.0, 0.0), n_lumb
         "canal_ap_mm": WALL_GAP + SAC_AP + LAMINA_GAP,
     }
     return seg_img, lev_img, truth
+
+
+def flip_image(img: Image, axis: int) -> Image:
+    """The same scan stored with array axis ``axis`` reversed (world positions unchanged)."""
+    n = img.shape[axis]
+    f = np.eye(4)
+    f[axis, axis] = -1.0
+    f[axis, 3] = n - 1
+    return Image(np.flip(img.array, axis=axis).copy(), img.affine @ f)
+
+
+def transpose_image(img: Image, order=(2, 0, 1)) -> Image:
+    """The same scan stored with its array axes permuted (world positions unchanged)."""
+    p = np.zeros((4, 4))
+    for new, old in enumerate(order):
+        p[old, new] = 1.0
+    p[3, 3] = 1.0
+    return Image(np.transpose(img.array, order).copy(), img.affine @ p)

@@ -14,6 +14,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from analytic import flip_image, transpose_image
 
 from spinemetrics.findings import FINDING_RULES, classify_findings
 from spinemetrics.geometry import MEASURE_UNITS, measure
@@ -249,30 +250,14 @@ def test_missing_upper_body_only_drops_the_vertebral_index(straight):
         100 * (1 - min(h) / max(h)))
 
 
-def _flip(img: Image, axis: int) -> Image:
-    n = img.shape[axis]
-    f = np.eye(4)
-    f[axis, axis] = -1.0
-    f[axis, 3] = n - 1
-    return Image(np.flip(img.array, axis=axis).copy(), img.affine @ f)
-
-
-def _transpose(img: Image, order=(2, 0, 1)) -> Image:
-    p = np.zeros((4, 4))
-    for new, old in enumerate(order):
-        p[old, new] = 1.0
-    p[3, 3] = 1.0
-    return Image(np.transpose(img.array, order).copy(), img.affine @ p)
-
-
 @pytest.mark.parametrize("op", ["flip0", "flip2", "transpose"])
 def test_flip_and_transpose_invariance(straight, op):
     ph, full = straight
     if op == "transpose":
-        seg, lev = _transpose(ph.seg), _transpose(ph.levels)
+        seg, lev = transpose_image(ph.seg), transpose_image(ph.levels)
     else:
         ax = int(op[-1])
-        seg, lev = _flip(ph.seg, ax), _flip(ph.levels, ax)
+        seg, lev = flip_image(ph.seg, ax), flip_image(ph.levels, ax)
     other = measure(seg, lev, families=("disc", "vertebra"))
     new = set(DISC_NEW) | set(VERT_NEW)
     a = full[full.measure.isin(new)]

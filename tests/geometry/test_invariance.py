@@ -11,28 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from analytic import flip_image, transpose_image
 
 from spinemetrics.geometry import measure
-from spinemetrics.image import Image
 from spinemetrics.phantom import make_phantom, random_params
 
 KEY = ["level", "side", "measure"]
-
-
-def _flip(img: Image, axis: int) -> Image:
-    n = img.shape[axis]
-    f = np.eye(4)
-    f[axis, axis] = -1.0
-    f[axis, 3] = n - 1
-    return Image(np.flip(img.array, axis=axis).copy(), img.affine @ f)
-
-
-def _transpose(img: Image, order=(2, 0, 1)) -> Image:
-    p = np.zeros((4, 4))
-    for new, old in enumerate(order):
-        p[old, new] = 1.0
-    p[3, 3] = 1.0
-    return Image(np.transpose(img.array, order).copy(), img.affine @ p)
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +46,10 @@ def _joined(t1: pd.DataFrame, t2: pd.DataFrame) -> pd.DataFrame:
 def test_flip_and_transpose_give_identical_numbers(phantom_pair, table_a, transform):
     a = phantom_pair[0]
     if transform == "transpose":
-        seg, lev = _transpose(a.seg), _transpose(a.levels)
+        seg, lev = transpose_image(a.seg), transpose_image(a.levels)
     else:
         ax = int(transform[-1])
-        seg, lev = _flip(a.seg, ax), _flip(a.levels, ax)
+        seg, lev = flip_image(a.seg, ax), flip_image(a.levels, ax)
     t = measure(seg, lev)
     m = _joined(table_a, t)
     both = m.value_1.notna() & m.value_2.notna()

@@ -154,8 +154,9 @@ def compute(model: SpineModel) -> list[Record]:
 def _upper_body_middle_heights(model: SpineModel) -> dict[int, tuple[float, set[str]]]:
     """Middle height (mm) and qc of every body that is the upper neighbour of a disc.
 
-    Taken exactly as ``vertebral_height_middle_mm`` (same cut/failed-fit rules), so the
-    ratio never divides by a height the vertebra table would not report.
+    The very value ``vertebral_height_middle_mm`` reports (:func:`vertebra.body_values`), so
+    the ratio never divides by a height the vertebra table would not report; the qc names
+    why it is missing.
     """
     out: dict[int, tuple[float, set[str]]] = {}
     for did in model.discs:
@@ -163,14 +164,8 @@ def _upper_body_middle_heights(model: SpineModel) -> dict[int, tuple[float, set[
         vid = g.upper if g is not None else None
         if vid is None or vid in out or vid not in model.vertebrae:
             continue
-        vg = model.vertebra(vid)
-        qc = set(vg.qc)
-        cut = model.fov_cut(f"body:{vid}")
-        if cut:
-            qc.add(cut)
-        if "partial_fov" in qc or "endplate_fit_failed" in qc:
-            out[vid] = (math.nan, qc & {"partial_fov", "endplate_fit_failed"})
-            continue
-        hm = vertebra.body_heights(model, vid)["middle"]
-        out[vid] = (hm, set() if math.isfinite(hm) else {"not_measurable"})
+        vals, qc = vertebra.body_values(model, vid)
+        hm = vals["vertebral_height_middle_mm"]
+        why = qc & {"partial_fov", "endplate_fit_failed"}
+        out[vid] = (hm, set() if math.isfinite(hm) else (why or {"not_measurable"}))
     return out

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -128,6 +129,9 @@ class SpineModel:
         self._vert: dict[int, VertebraGeom | None] = {}
         self._disc: dict[int, DiscGeom | None] = {}
         self._cuts: dict[str, str | None] = {}
+        # Per-structure results that several measure families need (e.g. a body's heights
+        # for the vertebra table and the disc index): computed once per model.
+        self.memo: dict[tuple, Any] = {}
         self._seg_objs = ndimage.find_objects(_as_label_array(self.seg))
         self._lev_objs = ndimage.find_objects(_as_label_array(self.lev))
         present = [i + 1 for i, sl in enumerate(self._lev_objs) if sl is not None]

@@ -46,6 +46,7 @@ __all__ = [
     "GENANT_BOUNDS_PERCENT",
     "compute",
     "body_heights",
+    "body_values",
     "genant_grade",
     "height_reduction_percent",
 ]
@@ -211,11 +212,15 @@ def _neighbours(model: SpineModel, vid: int) -> tuple[int | None, int | None]:
     return above, below
 
 
-def compute(model: SpineModel) -> list[Record]:
-    """All vertebral-body measures for every body in the level map."""
-    vals_by: dict[int, dict[str, float]] = {}
-    qc_by: dict[int, set[str]] = {}
-    for vid in model.vertebrae:
+def body_values(model: SpineModel, vid: int) -> tuple[dict[str, float], set[str]]:
+    """Direct measures (heights, depth, wedge index, volume) and qc of body ``vid``.
+
+    Memoised on ``model``: the disc family reads the same middle height for its
+    vertebral-height index, so both tables apply one cut/failed-fit rule and the rays are
+    cast once. The caller gets copies.
+    """
+    key = ("body_values", vid)
+    if key not in model.memo:
         g = model.vertebra(vid)
         qc = set(g.qc)
         if "partial_fov" in qc or "endplate_fit_failed" in qc:
@@ -241,7 +246,17 @@ def compute(model: SpineModel) -> list[Record]:
             # partial_fov_lr: mid-sagittal heights/depth/wedge stand; the volume does not.
             qc.add(cut)
             vals["vertebral_volume_mm3"] = float("nan")
-        vals_by[vid], qc_by[vid] = vals, qc
+        model.memo[key] = (vals, qc)
+    vals, qc = model.memo[key]
+    return dict(vals), set(qc)
+
+
+def compute(model: SpineModel) -> list[Record]:
+    """All vertebral-body measures for every body in the level map."""
+    vals_by: dict[int, dict[str, float]] = {}
+    qc_by: dict[int, set[str]] = {}
+    for vid in model.vertebrae:
+        vals_by[vid], qc_by[vid] = body_values(model, vid)
 
     def heights(vid: int | None) -> tuple[float, float, float] | None:
         if vid is None:

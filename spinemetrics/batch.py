@@ -74,8 +74,6 @@ ERROR_COLUMNS = ["subject", "scan", "path", "stage", "reason"]
 MEASUREMENTS_DIR = "measurements.parquet"
 DONE_MARKER = "done.json"
 ERROR_MARKER = "error.json"
-#: Folder (in the batch output) of the shared plotly.js that the reports load.
-ASSETS_DIR = "assets"
 #: Files whose stem ends like this are label maps, not images: never analysed as scans.
 LABEL_SUFFIXES = ("_seg", "_levels", "_dseg", "_labels", "_label", "_mask")
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
@@ -378,15 +376,6 @@ def _write_part(table: pd.DataFrame, out_dir: Path, subject: str, scan: str) -> 
     return final
 
 
-def _plotly_mode(out_dir: Path, report_plotly: str) -> str:
-    """``"inline"``, or the batch's shared asset folder for ``"shared"``."""
-    if report_plotly == "inline":
-        return "inline"
-    if report_plotly != "shared":
-        raise ValueError(f"report_plotly must be 'shared' or 'inline', not {report_plotly!r}")
-    return str(Path(out_dir).resolve() / ASSETS_DIR)
-
-
 def run_scan(
     item: ScanInput,
     out_dir: str | Path,
@@ -431,10 +420,12 @@ def run_scan(
     try:
         if hash_error:
             raise AnalysisError("read", hash_error)
+        from spinemetrics.report._html import plotly_js_for
+
         result = analyze(item.path, sdir, subject=item.subject, scan=item.scan, device=device,
                          report=report, segmenter=segmenter, covariates=item.covariates or None,
                          table_format=table_format,
-                         plotly_js=_plotly_mode(out_dir, report_plotly))
+                         plotly_js=plotly_js_for(report_plotly, out_dir))
         t_part = time.perf_counter()
         _write_part(result.table, out_dir, item.subject, item.scan)
         timings = {**result.timings_s, "dataset": round(time.perf_counter() - t_part, 4),
@@ -676,7 +667,9 @@ def _run_batch_locked(
     kwargs = {"report": report, "device": device, "segmenter": segmenter,
               "table_format": table_format, "force": force, "report_plotly": report_plotly}
     if report:
-        _plotly_mode(out_dir, report_plotly)  # fail fast on a bad value
+        from spinemetrics.report._html import plotly_js_for
+
+        plotly_js_for(report_plotly, out_dir)  # fail fast on a bad value
     results: list[dict[str, Any]] = []
     counts = {"done": 0, "skipped": 0, "failed": 0}
 

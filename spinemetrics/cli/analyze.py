@@ -43,6 +43,7 @@ def analyze_cmd(
     """
     from spinemetrics.cli import fail
     from spinemetrics.pipeline import AnalysisError, analyze
+    from spinemetrics.report._html import plotly_js_for
 
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -54,9 +55,10 @@ def analyze_cmd(
         if sex is not None and sex.upper() not in ("F", "M"):
             fail(f"--sex must be F or M, got {sex!r}")
         covariates = {k: v for k, v in (("age", age), ("sex", sex and sex.upper())) if v}
-    if report_plotly not in ("shared", "inline"):
+    try:
+        plotly_js = plotly_js_for(report_plotly, out)
+    except ValueError:
         fail(f"--report-plotly must be shared or inline, got {report_plotly!r}")
-    plotly_js = "inline" if report_plotly == "inline" else str(out.resolve() / "assets")
     console = stderr_console()
     failures: list[str] = []
     with scan_progress(console) as progress:

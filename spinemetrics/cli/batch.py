@@ -47,12 +47,15 @@ def batch_cmd(
     """
     from spinemetrics.batch import run_batch
     from spinemetrics.cli import fail
+    from spinemetrics.report._html import plotly_js_for
 
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
     if workers is not None and workers < 0:
         fail("--workers must be 0 or more")
-    if report_plotly not in ("shared", "inline"):
+    try:
+        plotly_js_for(report_plotly, out)
+    except ValueError:
         fail(f"--report-plotly must be shared or inline, got {report_plotly!r}")
     console = stderr_console()
     counts = {"done": 0, "skipped": 0, "failed": 0}

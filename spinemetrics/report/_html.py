@@ -23,11 +23,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["esc", "script_json", "page", "plotly_js", "plotly_script_tag", "asset_text",
-           "figure_div", "INLINE"]
+__all__ = ["esc", "script_json", "page", "plotly_js", "plotly_script_tag", "plotly_js_for",
+           "asset_text", "figure_div", "INLINE", "SHARED_ASSETS_DIR"]
 
 #: ``plotly_js`` value that embeds plotly.js in the page (the default).
 INLINE = "inline"
+#: Folder, in an output folder, of the shared plotly.js (``report_plotly="shared"``).
+SHARED_ASSETS_DIR = "assets"
 
 #: Plotly config: no logo/link to plotly.com, no "edit in chart studio", PNG export stays local.
 PLOTLY_CONFIG: dict[str, Any] = {
@@ -102,6 +104,22 @@ def plotly_file_name() -> str:
     import plotly
 
     return f"plotly-{plotly.__version__}.min.js"
+
+
+def plotly_js_for(report_plotly: str, out_dir: str | os.PathLike[str]) -> str:
+    """The ``plotly_js`` argument of the report writers for a user's ``"inline"`` /
+    ``"shared"`` choice: ``"inline"``, or ``OUT/assets`` (absolute) for ``"shared"``.
+
+    Raises
+    ------
+    ValueError
+        For any other choice.
+    """
+    if report_plotly == INLINE:
+        return INLINE
+    if report_plotly != "shared":
+        raise ValueError(f"report_plotly must be 'shared' or 'inline', not {report_plotly!r}")
+    return str(Path(out_dir).resolve() / SHARED_ASSETS_DIR)
 
 
 def plotly_script_tag(plotly_js_mode: str | os.PathLike[str], page_path: str | os.PathLike[str]

@@ -243,12 +243,11 @@ def _split_discs_at_bodies(
         n_split += 1
         for g in big:
             part = dc[gap == g]
-            mask = np.zeros(part.max(axis=0) - part.min(axis=0) + 1, bool)
-            mask[tuple((part - part.min(axis=0)).T)] = True
-            lab, n = ndimage.label(mask, structure=_SIX)
-            if n > 1:
-                keep = 1 + int(np.argmax(ndimage.sum(mask, lab, range(1, n + 1))))
-                part = np.argwhere(lab == keep) + part.min(axis=0)
+            lo = part.min(axis=0)
+            mask = np.zeros(part.max(axis=0) - lo + 1, bool)
+            mask[tuple((part - lo).T)] = True
+            pieces, _ = _components(mask, 0)
+            part = max(pieces, key=len) + lo
             if len(part) >= min_vox:
                 out.append(part)
     return out, n_split

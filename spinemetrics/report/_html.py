@@ -123,21 +123,22 @@ def plotly_js_for(report_plotly: str, out_dir: str | os.PathLike[str]) -> str:
 
 
 def plotly_script_tag(plotly_js_mode: str | os.PathLike[str], page_path: str | os.PathLike[str]
-                      ) -> str:
-    """The ``<script>`` element that provides plotly.js to the page at ``page_path``.
+                      ) -> str | None:
+    """The ``plotly_tag`` of :func:`page` for the page at ``page_path``.
 
     Parameters
     ----------
     plotly_js_mode : str or path-like
-        ``"inline"`` embeds the bundle. Otherwise a folder (absolute, or relative to the
-        page's folder) that holds the shared bundle :func:`plotly_file_name`; it is written
-        there (atomically) when missing and the page refers to it by a relative path, so a
-        folder of reports can be moved or zipped as a whole.
+        ``"inline"``: ``None`` (the page embeds the bundle). Otherwise a folder (absolute,
+        or relative to the page's folder) that holds the shared bundle
+        :func:`plotly_file_name`; it is written there (atomically) when missing and the
+        returned ``<script>`` refers to it by a relative path, so a folder of reports can be
+        moved or zipped as a whole.
     page_path : path-like
         Where the page will be written.
     """
     if str(plotly_js_mode) == INLINE:
-        return f"<script>{plotly_js()}</script>"
+        return None
     from spinemetrics.atomic import atomic_write_text
 
     page_dir = Path(page_path).parent

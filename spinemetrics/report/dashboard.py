@@ -338,8 +338,8 @@ least 20 subjects. Points: the random sample; red diamonds lie outside P3–P97.
 """
     scripts = (f"<script>var SM_DATA={script_json(data)};</script>"
                f"<script>{asset_text('dashboard.js')}</script>")
-    tag = None if str(plotly_js) == INLINE else plotly_script_tag(plotly_js, out_path)
-    html_text = page(title, body, scripts=scripts, plotly_tag=tag)
+    html_text = page(title, body, scripts=scripts,
+                     plotly_tag=plotly_script_tag(plotly_js, out_path))
     out = Path(out_path)
     atomic_write_text(out, html_text)
     log.info("dashboard written to %s (%.1f MB)", out, out.stat().st_size / 1e6)

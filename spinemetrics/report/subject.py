@@ -542,8 +542,8 @@ spine axis, not the image axes (see the spinemetrics documentation).</p></sectio
 """
     scripts = (f"<script>var SM_STRUCTURES={script_json([s.name for s in present])};</script>"
                f"<script>{asset_text('subject.js')}</script>")
-    tag = None if str(plotly_js) == INLINE else plotly_script_tag(plotly_js, out_path)
-    html_text = page(title, body, scripts=scripts, plotly_tag=tag)
+    html_text = page(title, body, scripts=scripts,
+                     plotly_tag=plotly_script_tag(plotly_js, out_path))
     out = Path(out_path)
     atomic_write_text(out, html_text)
     log.info("subject report written to %s (%.1f MB)", out, out.stat().st_size / 1e6)

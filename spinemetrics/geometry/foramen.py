@@ -169,7 +169,7 @@ def foramen_region(model: SpineModel, did: int, side: str):
     p_back = float((wall - fr.origin) @ fr.ap)
     aa, ss, pts = plane_grid(centre, fr.ap, fr.si, (p_back, tp_ap + 3.0), (q_bot, q_top), STEP_MM)
     vals = model.field("solid").inside(pts)
-    if model.spacing.max() > 1.5 * model.spacing.min():
+    if model.thick_slices:
         # The shape-based field only where the foramen's walls are: behind a line 6 mm in
         # front of the disc's posterior wall on this plane (the rest of the window only has to
         # read as solid, and the local distance maps cost in proportion to their crop).

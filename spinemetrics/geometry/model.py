@@ -124,6 +124,9 @@ class SpineModel:
         # σ = 0.6 voxel along the fine axes; none along thick-slice axes (> 1.5 × finest),
         # where linear interpolation already spreads the boundary over a whole slice.
         fine = self.spacing <= 1.5 * self.spacing.min()
+        #: Thick slices (an axis coarser than 1.5 × the finest, e.g. 0.5 × 0.5 × 4 mm): walls
+        #: crossing the slices are read from shape-based fields (foramina, epidural fat).
+        self.thick_slices = bool(not fine.all())
         self.smooth_vox = tuple(float(v) for v in np.where(fine, smooth_sigma, 0.0))
         self._fields: dict[str, MaskField] = {}
         self._vert: dict[int, VertebraGeom | None] = {}

@@ -116,7 +116,7 @@ def _fat(model: SpineModel, sec) -> tuple[float, bool]:
     well. The two are the same set on exact anatomy (fat and sac are disjoint labels).
     """
     half, step = 25.0, SECTION_STEP_MM
-    if model.spacing.max() <= 1.5 * model.spacing.min():
+    if not model.thick_slices:
         area, _, _, _, partial = section_area(model, "epidural_fat", sec, half=half, step=step,
                                               connected=False)
         return area, partial

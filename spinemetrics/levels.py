@@ -53,7 +53,7 @@ from spinemetrics.image import Image
 from spinemetrics.labels import DISC_OFFSET, SACRUM_ID, VERTEBRA_IDS, Structure, level_name
 
 __all__ = ["LevelResult", "derive_levels", "level_qc_from_map", "fov_cut", "lr_axes",
-           "spine_axis_of", "MID_SLAB_MM"]
+           "spine_axis_of", "midline_points_near", "mid_sagittal_point", "MID_SLAB_MM"]
 
 log = logging.getLogger(__name__)
 
@@ -181,21 +181,35 @@ def spine_axis_of(centroids: np.ndarray) -> np.ndarray:
     return _spine_axis(np.asarray(centroids, dtype=np.float64), None)
 
 
-def _mid_sagittal_point(centre: np.ndarray, axis: np.ndarray, *clouds: np.ndarray,
+def midline_points_near(centre: np.ndarray, axis: np.ndarray, *clouds: np.ndarray,
                         half_mm: float = 5.0) -> np.ndarray | None:
-    """A point of the mid-sagittal plane at the level of ``centre``: the mean of the first
-    point cloud (world mm) with ≥ 10 points within ``half_mm`` of it along ``axis``, with
-    ``centre``'s SI/AP position and that mean's world-x (LR) position."""
+    """Points of the first cloud (world mm; dural sac, then posterior elements) with ≥ 10
+    points within ``half_mm`` of ``centre`` along ``axis`` and 60 mm of it; None if none has.
+
+    The mid-sagittal reference at a level, shared by the level qc here and the geometry
+    model (:class:`~spinemetrics.geometry.model.SpineModel`), so that both judge a
+    left/right cut from the same plane.
+    """
     for pts in clouds:
         if pts is None or not len(pts):
             continue
         d = pts - centre
         sel = (np.abs(d @ axis) < half_mm) & (np.linalg.norm(d, axis=1) < 60.0)
         if sel.sum() >= 10:
-            out = np.array(centre, dtype=np.float64)
-            out[0] = pts[sel, 0].mean()
-            return out
+            return pts[sel]
     return None
+
+
+def mid_sagittal_point(centre: np.ndarray, axis: np.ndarray, *clouds: np.ndarray,
+                        half_mm: float = 5.0) -> np.ndarray | None:
+    """A point of the mid-sagittal plane at the level of ``centre``: ``centre``'s SI/AP
+    position with the world-x (LR) mean of :func:`midline_points_near`."""
+    near = midline_points_near(centre, axis, *clouds, half_mm=half_mm)
+    if near is None:
+        return None
+    out = np.array(centre, dtype=np.float64)
+    out[0] = near[:, 0].mean()
+    return out
 
 
 def _components(mask: np.ndarray, min_vox: float) -> tuple[list[np.ndarray], int]:
@@ -425,7 +439,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
     sac_pts = _world_points(np.argwhere((arr == Structure.thecal_sac)
                                         | (arr == Structure.spinal_cord)), affine)
     pe_pts = _world_points(np.argwhere(arr == Structure.posterior_elements), affine)
-    cuts = [fov_cut(c, arr.shape, affine, _mid_sagittal_point(ct, axis, sac_pts, pe_pts))
+    cuts = [fov_cut(c, arr.shape, affine, mid_sagittal_point(ct, axis, sac_pts, pe_pts))
             for c, ct in zip(comps, cents, strict=False)]
     # Volumes (size checks, LSTV count) need the whole body: any cut counts.
     partial = [cut is not None for cut in cuts]
@@ -500,7 +514,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
         out[tuple(dc.T)] = did
         disc_seen[did] = disc_seen.get(did, 0) + 1
         reasons.setdefault(did, set())
-        dcut = fov_cut(dc, arr.shape, affine, _mid_sagittal_point(
+        dcut = fov_cut(dc, arr.shape, affine, mid_sagittal_point(
             _world_points(dc, affine).mean(axis=0), axis, sac_pts, pe_pts))
         if dcut:
             reasons[did].add(dcut)
@@ -511,7 +525,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
     if sacrum_idx is not None:
         reasons.setdefault(SACRUM_ID, set())
         scut = fov_cut(sacrum_idx, arr.shape, affine,
-                       _mid_sagittal_point(sacrum_c, axis, sac_pts, pe_pts, half_mm=15.0))
+                       mid_sagittal_point(sacrum_c, axis, sac_pts, pe_pts, half_mm=15.0))
         if scut:
             reasons[SACRUM_ID].add(scut)
 
@@ -730,7 +744,7 @@ def level_qc_from_map(
                     part = body if lid != SACRUM_ID else part
             idx = np.argwhere(part) + np.array([s_.start for s_ in sl])
             if affine is not None and len(idx):
-                cut = fov_cut(idx, levels.shape, affine, _mid_sagittal_point(
+                cut = fov_cut(idx, levels.shape, affine, mid_sagittal_point(
                     _world_points(idx, affine).mean(axis=0), axis, *mid_clouds,
                     half_mm=15.0 if lid == SACRUM_ID else 5.0))
             else:

@@ -33,7 +33,8 @@ from spinemetrics.geometry.frame import Centreline, Frame, Plane, fit_plane, uni
 from spinemetrics.geometry.sampling import TIE_TOL, MaskField, first_crossing, ray_grid
 from spinemetrics.image import Image
 from spinemetrics.labels import DISC_OFFSET, SACRUM_ID, VERTEBRA_IDS, Structure
-from spinemetrics.levels import fov_cut, spine_axis_of
+from spinemetrics.levels import fov_cut, midline_points_near, spine_axis_of
+from spinemetrics.levels import mid_sagittal_point as _mid_sagittal_point
 
 __all__ = ["SpineModel", "VertebraGeom", "DiscGeom"]
 
@@ -244,25 +245,9 @@ class SpineModel:
     def mid_sagittal_point(self, centre: np.ndarray, si: np.ndarray) -> np.ndarray | None:
         """``centre`` moved along world x (patient LR) onto the mid-sagittal plane at its
         level: the x of the dural-sac (else posterior-element) points within 5 mm along
-        ``si``; None when neither is there."""
-        near = self._canal_points_near(centre, si)
-        if near is None:
-            return None
-        out = np.array(centre, dtype=np.float64)
-        out[0] = near[:, 0].mean()
-        return out
-
-    def _canal_points_near(self, centre: np.ndarray, si: np.ndarray) -> np.ndarray | None:
-        """Dural-sac (else posterior-element) points within 5 mm of ``centre`` along ``si``
-        and 60 mm of it; None when fewer than 10 are there."""
-        for pts in (self.sac_points, self.pe_points):
-            if not len(pts):
-                continue
-            d = pts - centre
-            sel = (np.abs(d @ si) < 5.0) & (np.linalg.norm(d, axis=1) < 60.0)
-            if sel.sum() >= 10:
-                return pts[sel]
-        return None
+        ``si``; None when neither is there (the level qc's rule,
+        :func:`spinemetrics.levels.fov_cut`)."""
+        return _mid_sagittal_point(centre, si, self.sac_points, self.pe_points)
 
     def onto_mid_sagittal(self, centre: np.ndarray, si: np.ndarray,
                           ap0: np.ndarray) -> np.ndarray:
@@ -273,7 +258,7 @@ class SpineModel:
         keeps the shift right when the spine is rotated about its long axis, where the
         canal, 20–30 mm behind the body, is offset in world x from the body's midline.
         """
-        near = self._canal_points_near(centre, si)
+        near = midline_points_near(centre, si, self.sac_points, self.pe_points)
         if near is None:
             return centre
         lr = Frame.from_si_ap(centre, si, ap0).lr

@@ -9,6 +9,10 @@ grid per structure; level naming is checked per vertebra (majority vote inside e
 vertebral body).
 
     OMP_NUM_THREADS=2 python benchmarks/eval_segmenter.py --n 6 --out benchmarks/results
+
+It also writes the voxel confusion matrix (rows: truth, columns: prediction, percent of each
+true class) so that errors can be read as "which structure took the missing voxels".
+``--cache DIR`` keeps the rendered test scans, so comparing weight files re-renders nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from spinemetrics.image import Image
 from spinemetrics.labels import Structure
 from spinemetrics.phantom import make_phantom, random_params
 from spinemetrics.segment import load_model, segment
@@ -50,36 +55,58 @@ def level_accuracy(
     return ok, tot
 
 
+def test_scan(seed: int, spacing: tuple, rot: tuple, contrast: str,
+              cache: Path | None) -> tuple[Image, np.ndarray, np.ndarray]:
+    """Render (or load from ``cache``) one held-out scan: image, truth labels, truth levels."""
+    f = None if cache is None else cache / f"{contrast}_{seed}_{spacing[0]}_{spacing[1]:.4f}.npz"
+    if f is not None and f.exists():
+        z = np.load(f)
+        return Image(z["image"], z["affine"]), z["seg"], z["levels"]
+    ph = make_phantom(random_params(seed), spacing=spacing, rotation_deg=rot,
+                      contrast=contrast, seed=seed, fov_mm=(70.0, 200.0, 280.0))
+    image, seg, lev = ph.image, np.asarray(ph.seg.array), np.asarray(ph.levels.array)
+    if f is not None:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, image=np.asarray(image.array, np.float32), seg=seg,
+                            levels=lev, affine=image.affine)
+        tmp.replace(f)
+    return image, seg, lev
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=6, help="phantoms per contrast")
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", type=Path, default=None, help="folder for the rendered scans")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model("cpu", args.model)
     rng = np.random.default_rng(2024)
     rows = []
+    n_cls = len(Structure)
+    confusion = np.zeros((n_cls, n_cls), np.int64)
     for ci, contrast in enumerate(CONTRASTS):
         for i in range(args.n):
             seed = 90_000 + 100 * ci + i
             inplane = float(rng.uniform(0.6, 0.9))
             spacing = (float(rng.choice([3.0, 3.5, 4.0, 4.5])), inplane, inplane)
             rot = (float(rng.uniform(-8, 8)), 0.0, float(rng.uniform(-5, 5)))
-            ph = make_phantom(random_params(seed), spacing=spacing, rotation_deg=rot,
-                              contrast=contrast, seed=seed, fov_mm=(70.0, 200.0, 280.0))
+            image, truth, truth_levels = test_scan(seed, spacing, rot, contrast, args.cache)
             t0 = time.perf_counter()
-            res = segment(ph.image, device="cpu", model=model)
+            res = segment(image, device="cpu", model=model)
             dt = time.perf_counter() - t0
-            pred, truth = np.asarray(res.seg.array), np.asarray(ph.seg.array)
+            pred = np.asarray(res.seg.array)
+            confusion += np.bincount(truth.ravel().astype(np.int64) * n_cls + pred.ravel(),
+                                     minlength=n_cls * n_cls).reshape(n_cls, n_cls)
             row = {"seed": seed, "contrast": contrast, "spacing": spacing, "seconds": round(dt, 2)}
             for s in Structure:
                 if s == Structure.background:
                     continue
                 row[s.name] = dice(pred == s, truth == s)
-            ok, tot = level_accuracy(np.asarray(res.levels.array),
-                                     np.asarray(ph.levels.array), truth)
+            ok, tot = level_accuracy(np.asarray(res.levels.array), truth_levels, truth)
             row["levels_correct"], row["levels_total"] = ok, tot
             rows.append(row)
             print(contrast, seed, {k: (round(v, 3) if isinstance(v, float) else v)
@@ -99,10 +126,18 @@ def main() -> None:
     tot = sum(r["levels_total"] for r in rows)
     lines.append(f"\nLevel naming: {ok}/{tot} vertebrae (L1–L5, S1) named correctly; "
                  f"mean time per scan {np.mean([r['seconds'] for r in rows]):.1f} s.")
+    pct = 100.0 * confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    short = ["bg", *[s.name[:6] for s in Structure if s != Structure.background]]
+    lines += ["", "Confusion (rows: truth, columns: prediction, % of the true class):", "",
+              "| truth \\ pred | " + " | ".join(short) + " |", "|---|" + "---:|" * n_cls]
+    for i, r in enumerate(pct):
+        lines.append(f"| {short[i]} | " + " | ".join(f"{v:.1f}" for v in r) + " |")
     table = "\n".join(lines)
     print(table)
     (args.out / "eval_segmenter.json").write_text(json.dumps(rows, indent=1))
     (args.out / "eval_segmenter.md").write_text(table + "\n")
+    (args.out / "eval_segmenter_confusion.json").write_text(
+        json.dumps({"classes": short, "voxels": confusion.tolist()}))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from spinemetrics.image import Image
 from spinemetrics.labels import Structure
 from spinemetrics.phantom import make_phantom, random_params
 from spinemetrics.segment import load_model, segment
+from spinemetrics.segment.calibrate import clinical_sagittal_geometry
 
 CONTRASTS = ("T2", "T1", "STIR")
 
@@ -91,9 +92,7 @@ def main() -> None:
     for ci, contrast in enumerate(CONTRASTS):
         for i in range(args.n):
             seed = 90_000 + 100 * ci + i
-            inplane = float(rng.uniform(0.6, 0.9))
-            spacing = (float(rng.choice([3.0, 3.5, 4.0, 4.5])), inplane, inplane)
-            rot = (float(rng.uniform(-8, 8)), 0.0, float(rng.uniform(-5, 5)))
+            spacing, rot = clinical_sagittal_geometry(rng)
             image, truth, truth_levels = test_scan(seed, spacing, rot, contrast, args.cache)
             t0 = time.perf_counter()
             res = segment(image, device="cpu", model=model)

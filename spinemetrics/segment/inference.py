@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,8 @@ __all__ = [
     "segment",
     "load_model",
     "predict_probabilities",
+    "iter_slice_probabilities",
+    "class_prior_scale",
     "postprocess",
     "DEFAULT_WEIGHTS",
     "MIN_INPLANE_PX",
@@ -170,21 +173,21 @@ def _context_offset(spacing_x: float, context_mm: float) -> int:
     return max(1, int(np.floor(context_mm / max(spacing_x, 1e-3) + 0.5)))
 
 
-def predict_probabilities(
+def iter_slice_probabilities(
     img: Image,
     net: torch.nn.Module,
     config: dict[str, Any],
     device: torch.device | str = "cpu",
     batch_slices: int = 4,
     mirror: bool = True,
-) -> np.ndarray:
-    """Class map on the input grid by slice-wise 2.5D prediction.
+) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """Yield ``(slice indices, class probabilities)`` on the input in-plane grid.
 
-    Returns the arg-max labels (uint8, shape of ``img``); probabilities are interpolated
-    back to the input in-plane grid before the arg-max, one slice batch at a time so memory
-    stays bounded by a few slices. ``mirror`` averages with the prediction from the
-    left-right mirrored context (channel order reversed): a free symmetry of sagittal
-    anatomy that smooths slice-to-slice noise at twice the network cost.
+    Probabilities are ``(b, classes, ny, nz)`` float tensors, one batch of sagittal slices
+    at a time so memory stays bounded by a few slices. ``mirror`` averages with the
+    prediction from the left-right mirrored context (channel order reversed): a free
+    symmetry of sagittal anatomy that smooths slice-to-slice noise at twice the network
+    cost. No class-prior correction is applied here (see :func:`predict_probabilities`).
     """
     device = torch.device(device)
     arr = torch.from_numpy(np.ascontiguousarray(img.array, dtype=np.float32))
@@ -202,7 +205,6 @@ def predict_probabilities(
     n_ctx = int(config.get("in_channels", 3))
     offs = (np.arange(n_ctx) - n_ctx // 2) * k
     ph, pw = (-ty) % 16, (-tz) % 16
-    out = np.zeros((nx, ny, nz), dtype=np.uint8)
     with torch.inference_mode():
         for start in range(0, nx, batch_slices):
             idx = np.arange(start, min(nx, start + batch_slices))
@@ -212,8 +214,48 @@ def predict_probabilities(
             prob = net(x)[:, :, :ty, :tz].float().softmax(1)
             if mirror and n_ctx > 1:
                 prob = 0.5 * (prob + net(x.flip(1))[:, :, :ty, :tz].float().softmax(1))
-            prob = F.interpolate(prob, size=(ny, nz), mode="bilinear", align_corners=False)
-            out[idx] = prob.argmax(1).to(torch.uint8).cpu().numpy()
+            yield idx, F.interpolate(prob, size=(ny, nz), mode="bilinear", align_corners=False)
+
+
+def class_prior_scale(config: dict[str, Any], n_classes: int) -> torch.Tensor | None:
+    """Per-class factors applied to the probabilities before the arg-max, or None.
+
+    Training with class-weighted cross-entropy inflates the weighted classes' posteriors
+    (roughly by their weight); ``config["class_log_scale"]``, fitted on held-out synthetic
+    scans by :func:`spinemetrics.segment.calibrate.fit_class_log_scale`, undoes that.
+    """
+    log_scale = config.get("class_log_scale")
+    if log_scale is None:
+        return None
+    v = torch.as_tensor(np.asarray(log_scale, dtype=np.float32))
+    if v.numel() != n_classes or not torch.isfinite(v).all():
+        raise ModelError(f"weight file has a class_log_scale of {v.numel()} values for "
+                         f"{n_classes} classes; re-run the calibration or remove the key")
+    return v.exp()[None, :, None, None]
+
+
+def predict_probabilities(
+    img: Image,
+    net: torch.nn.Module,
+    config: dict[str, Any],
+    device: torch.device | str = "cpu",
+    batch_slices: int = 4,
+    mirror: bool = True,
+) -> np.ndarray:
+    """Class map on the input grid by slice-wise 2.5D prediction.
+
+    Returns the arg-max labels (uint8, shape of ``img``); probabilities are interpolated
+    back to the input in-plane grid (:func:`iter_slice_probabilities`), multiplied by the
+    weight file's per-class prior correction (:func:`class_prior_scale`) when it has one,
+    then arg-maxed.
+    """
+    out = np.zeros(img.shape, dtype=np.uint8)
+    scale = None
+    for idx, prob in iter_slice_probabilities(img, net, config, device, batch_slices, mirror):
+        if scale is None:
+            scale = class_prior_scale(config, prob.shape[1])
+            scale = torch.ones(1) if scale is None else scale.to(prob.device)
+        out[idx] = (prob * scale).argmax(1).to(torch.uint8).cpu().numpy()
     return out
 
 

@@ -41,6 +41,10 @@ def register(app: typer.Typer) -> None:
         cached_only: bool = typer.Option(
             False, help="Use only phantoms already in --cache and pick up new ones while "
             "training (render them in another process)."),
+        device: str = typer.Option(
+            "cpu", help="Torch device: auto, cpu, cuda, cuda:N (CUDA trains under bf16 "
+            "autocast; give it several --workers, synthesis runs on the CPU)."),
+        amp: bool = typer.Option(True, help="bf16 autocast on CUDA (ignored on CPU)."),
     ) -> None:
         """Train the 2.5D UNet on synthetic images made from label maps (see docs/model.md)."""
         import numpy as np
@@ -79,7 +83,7 @@ def register(app: typer.Typer) -> None:
                           batch_size=batch, lr=lr, seed=seed, threads=threads,
                           loader_workers=workers, max_minutes=minutes,
                           checkpoint_minutes=checkpoint_minutes,
-                          init_weights=str(init) if init else None)
+                          init_weights=str(init) if init else None, device=device, amp=amp)
         typer.echo(f"{len(sources)} label sources; training in {out}")
         summary = train(sources, out, cfg, weights=default_weights(sources), resume=resume,
                         refresh=refresh if cached_only else None)

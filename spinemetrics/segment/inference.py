@@ -26,7 +26,7 @@ from scipy import ndimage as ndi
 from spinemetrics.errors import ImageGeometryError, InputError, ModelError
 from spinemetrics.image import Image
 from spinemetrics.labels import Structure
-from spinemetrics.segment.model import load_weights
+from spinemetrics.segment.model import load_weights, resolve_device
 from spinemetrics.segment.synth import normalize_percentile
 
 __all__ = [
@@ -94,26 +94,6 @@ class SegmentationResult:
     qc: dict[str, str] = field(default_factory=dict)
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; ``cuda``/``cuda:N``/``mps``/``cpu`` checked."""
-    device = str(device)
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ModelError(f"--device {device} requested but no CUDA GPU is available; "
-                             "use --device cpu")
-    elif device == "mps":
-        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise ModelError("--device mps requested but Apple MPS is not available; use cpu")
-    elif device != "cpu":
-        raise ModelError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
-    try:
-        return torch.device(device)
-    except RuntimeError:
-        raise ModelError(f"invalid device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
-
-
 @functools.lru_cache(maxsize=4)
 def _cached_model(path: str, device: str) -> tuple[torch.nn.Module, dict, dict]:
     return load_weights(path, device=device)
@@ -134,7 +114,7 @@ def load_model(
     -------
     (network, config, meta)
     """
-    dev = _resolve_device(device)
+    dev = resolve_device(device)
     return _cached_model(str(Path(path) if path else DEFAULT_WEIGHTS), str(dev))
 
 
@@ -466,7 +446,7 @@ def segment(
         dev = next(net.parameters()).device
     else:
         net, cfg, _ = load_model(device, model)
-        dev = _resolve_device(device)
+        dev = resolve_device(device)
     old_threads = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))

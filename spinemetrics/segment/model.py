@@ -16,7 +16,14 @@ import torch
 from spinemetrics.atomic import atomic_path
 from spinemetrics.errors import ModelError
 
-__all__ = ["DEFAULT_CONFIG", "build_network", "save_weights", "load_weights", "count_parameters"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "build_network",
+    "save_weights",
+    "load_weights",
+    "count_parameters",
+    "resolve_device",
+]
 
 #: Architecture + input convention of the shipped model.
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -68,7 +75,7 @@ def save_weights(
 ) -> Path:
     """Write an fp16 state dict with its config and training metadata (atomically)."""
     sd = {
-        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach())
+        k: (v.detach().cpu().to(torch.float16) if v.is_floating_point() else v.detach().cpu())
         for k, v in net.state_dict().items()
     }
     path = Path(path)
@@ -98,3 +105,23 @@ def load_weights(path: str | Path, device: str = "cpu") -> tuple[torch.nn.Module
             "from an incompatible version: retrain with `spinemetrics train` or reinstall"
         ) from None
     return net.to(device).eval(), cfg, dict(blob.get("meta", {}))
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda``/``cuda:N``/``mps``/``cpu`` checked."""
+    device = str(device)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ModelError(f"--device {device} requested but no CUDA GPU is available; "
+                             "use --device cpu")
+    elif device == "mps":
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise ModelError("--device mps requested but Apple MPS is not available; use cpu")
+    elif device != "cpu":
+        raise ModelError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ModelError(f"invalid device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
+import pytest
 import torch
 
 from spinemetrics.segment.sources import (
@@ -157,3 +158,22 @@ def test_train_smoke_writes_loadable_weights(tmp_path):
     net, mcfg, meta = load_weights(tmp_path / "best.pt")
     assert meta["steps"] >= 1 and meta["sources"] == ["toy"]
     assert net(torch.zeros(1, 3, 48, 48)).shape == (1, 12, 48, 48)
+
+
+def test_train_records_device_and_refuses_missing_cuda(tmp_path, monkeypatch):
+    from spinemetrics.errors import ModelError
+    from spinemetrics.segment.model import load_weights
+
+    src = from_contract_seg(_toy_seg(), name="toy", rng=np.random.default_rng(0))
+    small = {"channels": (4, 8, 16), "strides": (2, 2), "num_res_units": 1}
+    cfg = TrainConfig(steps=2, batch_size=2, warmup_steps=1, val_samples=2, loader_workers=0,
+                      checkpoint_minutes=0.0, synth=SynthConfig(patch=(48, 48)), device="auto")
+    train([src], tmp_path / "auto", cfg, model_config=small)
+    _, _, meta = load_weights(tmp_path / "auto" / "best.pt")
+    expected = "cuda" if torch.cuda.is_available() else "cpu fp32"
+    assert meta["device"].startswith(expected)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg.device = "cuda"
+    with pytest.raises(ModelError, match="no CUDA GPU"):
+        train([src], tmp_path / "cuda", cfg, model_config=small)
+    assert not (tmp_path / "cuda" / "best.pt").exists()

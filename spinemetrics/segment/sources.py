@@ -363,8 +363,16 @@ def phantom_sources(
 def _resample_linear_iso(img, spacing_mm: float = 1.0) -> np.ndarray:
     from scipy.ndimage import zoom
 
+    # grid_mode: voxel *areas* are aligned (centre of voxel i at (i + 0.5) * spacing), the
+    # convention of resample_nearest_iso for the label map; the default corner-aligned zoom
+    # shifts thick slices against their labels by up to ~0.4 of a slice.
     return zoom(np.asarray(img.array, dtype=np.float32),
-                np.asarray(img.spacing) / spacing_mm, order=1).astype(np.float32)
+                np.asarray(img.spacing) / spacing_mm, order=1, grid_mode=True,
+                mode="nearest").astype(np.float32)
+
+
+#: Background this close to the spine is ignored in user pairs that lack some structures.
+PARTIAL_PAIR_IGNORE_MM = 30.0
 
 
 def pair_sources(
@@ -374,7 +382,10 @@ def pair_sources(
     :func:`spinemetrics.io.read_image` reads; ``_seg``/``_label``/``_labels``/``_msk`` suffix).
 
     Label maps use contract ids, or a foreign convention converted by
-    :mod:`spinemetrics.convert` when ``label_source`` names it (e.g. ``"spineps"``).
+    :mod:`spinemetrics.convert` when ``label_source`` names it (e.g. ``"spineps"``). A map
+    that lacks some of the 11 structures (most tools label only bone, discs and canal) has
+    its background within :data:`PARTIAL_PAIR_IGNORE_MM` of the spine ignored by the loss:
+    there it holds unlabelled muscle, fat, roots or ligament, not true background.
     """
     from spinemetrics.errors import InputError
     from spinemetrics.io import read_image, read_labels
@@ -397,12 +408,18 @@ def pair_sources(
         if label_source:
             from spinemetrics.convert import convert_labels
 
-            lab = convert_labels(lab, label_source)
+            lab = convert_labels(lab, label_source).seg
+            if lab is None:
+                raise InputError(f"{lab_path.name}: the {label_source} converter gave no "
+                                 "structure map; pass the tool's semantic/subregion map")
         if lab.shape != img.shape:
             raise InputError(f"label map {lab_path.name} is not on the grid of {img_path.name}; "
                              "resample it onto the image first")
         arr, _ = resample_nearest_iso(np.asarray(lab.array), lab.affine)
-        src = from_contract_seg(arr, name=f"pairs/{stem}", rng=rng)
+        present = set(np.unique(arr).tolist()) - {0}
+        partial = not set(range(1, N_CLASSES)) <= present
+        src = from_contract_seg(arr, name=f"pairs/{stem}", rng=rng,
+                                background_ignore_mm=PARTIAL_PAIR_IGNORE_MM if partial else 0.0)
         im = _resample_linear_iso(img)
         sl = tuple(slice(0, min(a, b)) for a, b in zip(im.shape, arr.shape, strict=False))
         full = np.zeros(arr.shape, np.float32)

@@ -29,6 +29,10 @@ def segment_cmd(
     ),
     model: Path = typer.Option(None, help="Weight file (default: the shipped model)."),
     threads: int = typer.Option(0, help="Torch CPU threads (0 = all available cores)."),
+    keep_low_cord: bool = typer.Option(
+        False, "--keep-low-cord",
+        help="Keep cord labels below the L2-L3 disc (default: relabel them thecal sac, as "
+        "cauda equina; use this when studying a low-lying conus)."),
     verbose: bool = typer.Option(False, "-v", "--verbose", help="Log details."),
 ) -> None:
     """Segment 11 lumbar structures and name the levels.
@@ -53,7 +57,8 @@ def segment_cmd(
             progress.update(task, description=f"segment {image.name}")
             try:
                 img = read_image(image, series=series)
-                res = segment(img, device=device, model=loaded, threads=n_threads)
+                res = segment(img, device=device, model=loaded, threads=n_threads,
+                              conus_prior=not keep_low_cord)
                 stem = _stem(image)
                 write_image(res.seg, out / f"{stem}_seg.nii.gz", labels=True)
                 write_image(res.levels, out / f"{stem}_levels.nii.gz", labels=True)

@@ -36,6 +36,7 @@ __all__ = [
     "predict_probabilities",
     "iter_slice_probabilities",
     "class_prior_scale",
+    "apply_conus_prior",
     "postprocess",
     "DEFAULT_WEIGHTS",
     "MIN_INPLANE_PX",
@@ -404,6 +405,58 @@ def postprocess(
     return out, notes
 
 
+#: Lowest normal conus position: the L2-L3 disc. The conus normally ends at L1–L2; below
+#: L2-L3 it is "low-lying" (e.g. a tethered cord, rare). A cord label below it is far more
+#: often cauda equina roots labelled as cord, which this model does on real T2 scans.
+CONUS_LOWEST_DISC = "L2-L3"
+#: Cord volume below the reference disc that earns a warning (smaller: a log note).
+LOW_CORD_WARN_MM3 = 100.0
+
+
+def apply_conus_prior(
+    seg: np.ndarray, levels: np.ndarray, affine: np.ndarray, *, relabel: bool = True
+) -> tuple[np.ndarray, str | None, float]:
+    """Cord voxels below the L2-L3 disc → thecal sac (cauda equina), with a message.
+
+    The cord voxels are compared along world S with the centroid of the L2-L3 disc
+    (contract ids, RAS+ arrays). With ``relabel=False`` nothing changes and only the
+    message is returned (use it when a low-lying conus is what you study). Returns the
+    (possibly relabelled) map, a one-line message (None when the cord stays above the disc
+    or the disc is not named) and the cord volume below the disc in mm³.
+    """
+    from spinemetrics.labels import level_id, level_name
+
+    cord = np.argwhere(seg == Structure.spinal_cord)
+    disc = np.argwhere(levels == level_id(CONUS_LOWEST_DISC))
+    if len(cord) == 0 or len(disc) == 0:
+        return seg, None, 0.0
+
+    def world_s(idx: np.ndarray) -> np.ndarray:
+        return idx @ affine[2, :3] + affine[2, 3]
+
+    ref = float(world_s(disc).mean())
+    cord_s = world_s(cord)
+    low = cord[cord_s < ref]
+    if len(low) == 0:
+        return seg, None, 0.0
+    tip = float(cord_s.min())
+    centres = {i: float(world_s(np.argwhere(levels == i)).mean())
+               for i in np.unique(levels[levels > 0]).tolist()}
+    reach = level_name(min(centres, key=lambda i: abs(centres[i] - tip)))
+    mm3 = len(low) * float(abs(np.linalg.det(affine[:3, :3])))
+    if relabel:
+        seg = seg.copy()
+        seg[tuple(low.T)] = Structure.thecal_sac
+        msg = (f"spinal_cord label reached {reach}, below {CONUS_LOWEST_DISC}: {mm3:.0f} mm³ "
+               "relabelled as thecal_sac (cauda equina); keep them with --keep-low-cord / "
+               "segment(conus_prior=False) when studying a low-lying conus")
+    else:
+        msg = (f"spinal_cord label reaches {reach}, below {CONUS_LOWEST_DISC} ({mm3:.0f} mm³ "
+               "below it): a low-lying conus or cauda equina roots labelled as cord — check "
+               "the cord mask before using cord measures")
+    return seg, msg, mm3
+
+
 def segment(
     image: Image,
     *,
@@ -411,6 +464,7 @@ def segment(
     model: str | Path | tuple | None = None,
     threads: int | None = None,
     derive_level_map: bool = True,
+    conus_prior: bool = True,
 ) -> SegmentationResult:
     """Segment the 11 lumbar structures of a sagittal MR image and name the levels.
 
@@ -426,6 +480,9 @@ def segment(
         Torch intra-op threads for this call (default: leave torch's setting).
     derive_level_map : bool
         Name vertebrae and discs (contract §3); if False ``levels`` is all zero.
+    conus_prior : bool
+        Relabel cord voxels below the L2-L3 disc as thecal sac (cauda equina; see
+        :func:`apply_conus_prior`), with a warning. False keeps them and only warns.
 
     Returns
     -------
@@ -478,6 +535,14 @@ def segment(
             levels_arr = np.asarray(lv.levels.array).astype(np.uint16)
             warnings += [w for w in lv.warnings if w not in warnings]
             qc = dict(lv.qc)
+            labels, low, low_mm3 = apply_conus_prior(labels, levels_arr, img.affine,
+                                                     relabel=conus_prior)
+            if low and (not conus_prior or low_mm3 >= LOW_CORD_WARN_MM3):
+                warnings.append(f"{name}: {low}")
+            elif low:
+                log.info(low)
+            if low and conus_prior:
+                seg = img.with_array(labels.astype(np.uint8), kind="seg")
             reasons = {k: set(str(v).split(";")) for k, v in qc.items()}
             cut = [k for k, r in reasons.items() if "partial_fov" in r]
             cut_lr = [k for k, r in reasons.items() if "partial_fov_lr" in r and k not in cut]
@@ -490,6 +555,7 @@ def segment(
                                 "areas NaN; qc partial_fov_lr)")
         except InputError as exc:
             warnings.append(f"{name}: levels could not be named ({exc})")
+    seg.meta["warnings"] = warnings
     levels = img.with_array(levels_arr, kind="levels")
     levels.meta["warnings"] = warnings
     return SegmentationResult(seg=seg, levels=levels, warnings=warnings, qc=qc)

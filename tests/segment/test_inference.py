@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage as ndi
 
 from spinemetrics.errors import ImageGeometryError, InputError, ModelError
 from spinemetrics.image import Image
@@ -176,3 +177,38 @@ def test_huge_images_warn_then_refuse(ras_image, monkeypatch):
     monkeypatch.setattr(inf, "MAX_VOXELS", 5000)
     with pytest.raises(InputError, match="crop"):
         segment(ras_image, model=_stub(0))
+
+
+def test_conus_prior_relabels_only_cord_below_l2_l3():
+    from spinemetrics.labels import level_id
+    from spinemetrics.phantom import make_phantom, random_params
+    from spinemetrics.segment.inference import apply_conus_prior
+
+    ph = make_phantom(random_params(7), spacing=(3.0, 1.0, 1.0), with_image=False)
+    seg, lev, aff = np.asarray(ph.seg.array).copy(), np.asarray(ph.levels.array), ph.seg.affine
+    n_cord = int((seg == Structure.spinal_cord).sum())
+    assert n_cord > 100
+    same, msg, mm3 = apply_conus_prior(seg, lev, aff)  # phantom conus ends at L1-L2
+    assert msg is None and mm3 == 0.0 and np.array_equal(same, seg)
+    # cauda equina called cord: the sac's core from mid-L4 up becomes "cord"
+    z = np.arange(seg.shape[2]) * aff[2, 2] + aff[2, 3]
+    l4 = np.argwhere(lev == level_id("L4"))
+    l4_mid = float((l4 @ aff[2, :3] + aff[2, 3]).mean())
+    l23 = np.argwhere(lev == level_id("L2-L3"))
+    l23_mid = float((l23 @ aff[2, :3] + aff[2, 3]).mean())
+    sac = ndi.binary_erosion(seg == Structure.thecal_sac, iterations=2)
+    seg[sac & (z[None, None, :] >= l4_mid)] = Structure.spinal_cord
+    expect_low = int(((seg == Structure.spinal_cord) & (z[None, None, :] < l23_mid)).sum())
+    assert expect_low > 0
+    kept, msg, mm3 = apply_conus_prior(seg, lev, aff, relabel=False)
+    assert np.array_equal(kept, seg) and "reaches L4," in msg and "below L2-L3" in msg
+    assert mm3 == pytest.approx(expect_low * 3.0)
+    fixed, msg, _ = apply_conus_prior(seg, lev, aff)
+    assert "relabelled as thecal_sac" in msg
+    changed = fixed != seg
+    assert changed.sum() == expect_low
+    assert np.all(fixed[changed] == Structure.thecal_sac)
+    assert not np.any((fixed == Structure.spinal_cord) & (z[None, None, :] < l23_mid))
+    # no L2-L3 disc named (e.g. out of view): nothing to compare against
+    no_disc = np.where(lev == level_id("L2-L3"), 0, lev)
+    assert apply_conus_prior(seg, no_disc, aff)[1] is None

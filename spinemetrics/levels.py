@@ -753,6 +753,8 @@ def level_qc_from_map(
             if cut:
                 rs.add(cut)
                 cut_any.add(lid)
+        if "partial_fov" in rs:  # cut at any face governs cut only at the left/right faces
+            rs.discard("partial_fov_lr")
         reasons[lid] = rs
     order = [v for v in VERTEBRA_IDS if v in vols and v != SACRUM_ID]
     for i, v in enumerate(order):

@@ -37,6 +37,12 @@ class Record:
 
 
 def qc_text(reasons: set[str]) -> str:
-    """``"ok"`` or the sorted reasons joined by ``;``."""
+    """``"ok"`` or the sorted reasons joined by ``;``.
+
+    ``partial_fov`` (cut at any face) governs ``partial_fov_lr`` (cut only at the left/right
+    faces), so a record never carries both.
+    """
     reasons = {r for r in reasons if r and r != "ok"}
+    if "partial_fov" in reasons:
+        reasons.discard("partial_fov_lr")
     return ";".join(sorted(reasons)) if reasons else "ok"

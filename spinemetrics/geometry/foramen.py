@@ -131,7 +131,7 @@ def solid_field(model: SpineModel, pts: np.ndarray) -> MaskField:
     instead of jumping to the nearer slice (a linear blend of a binary mask is nearest-slice
     along the thick axis). See :func:`~spinemetrics.geometry.sampling.local_sdf_field`.
     """
-    return local_sdf_field(model.seg, model.affine, model._STRUCT_KEYS["solid"], pts)
+    return local_sdf_field(model.seg, model.affine, model.COMPOSITE_LABELS["solid"], pts)
 
 
 def foramen_region(model: SpineModel, did: int, side: str):

@@ -162,7 +162,8 @@ class SpineModel:
     #: Fields that get the staircase-removing pre-filter (bone and disc surfaces, sac).
     SMOOTHED = ("body", "disc", "sacrum", "sac")
 
-    _STRUCT_KEYS = {
+    #: Composite mask keys → contract label ids (``mask("sac")`` is thecal sac ∪ cord, …).
+    COMPOSITE_LABELS = {
         "sac": (5, 6),
         "solid": (1, 2, 3, 4, 9),
         "anterior_wall": (1, 3, 4),
@@ -181,7 +182,7 @@ class SpineModel:
                 return np.zeros((1, 1, 1), bool), (0, 0, 0)
             crop = (self.seg[sl] == label) & (self.lev[sl] == lid)
         else:
-            labels = self._STRUCT_KEYS.get(kind) or (int(Structure[kind]),)
+            labels = self.COMPOSITE_LABELS.get(kind) or (int(Structure[kind]),)
             sls = [self._seg_objs[v - 1] for v in labels
                    if v - 1 < len(self._seg_objs) and self._seg_objs[v - 1] is not None]
             if not sls:

@@ -128,7 +128,7 @@ def _fat(model: SpineModel, sec) -> tuple[float, bool]:
     m = np.zeros(lin.shape, bool)
     if near.any():
         fat = (int(Structure.epidural_fat),)
-        sac = tuple(int(v) for v in model._STRUCT_KEYS["sac"])
+        sac = tuple(int(v) for v in model.COMPOSITE_LABELS["sac"])
         p = pts[near]
         union = local_sdf_field(model.seg, model.affine, fat + sac, p).inside(p) >= 0.5
         inner = local_sdf_field(model.seg, model.affine, sac, p).inside(p) >= 0.5

@@ -197,3 +197,12 @@ def test_fov_cut_rule():
     idx_pir = np.argwhere(np.ones((6, 6, 10), bool)) + np.array([5, 5, 0])
     assert fov_cut(idx_pir, shape, pir, pir[:3, :3] @ np.array([8.0, 8.0, 10.0])) \
         == "partial_fov_lr"
+
+
+def test_qc_text_cut_anywhere_governs_cut_left_right():
+    from spinemetrics.geometry._table import qc_text
+
+    assert qc_text({"partial_fov", "partial_fov_lr", "level_uncertain"}) == (
+        "level_uncertain;partial_fov")
+    assert qc_text({"partial_fov_lr", "ok"}) == "partial_fov_lr"
+    assert qc_text(set()) == "ok"

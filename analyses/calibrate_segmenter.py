@@ -3,7 +3,8 @@
 Renders phantoms with seeds the training (0–47) and the test benchmark (90 000+) never use
 (80 000+), in the clinical sagittal protocol of ``benchmarks/eval_segmenter.py`` (T2, T1,
 STIR), collects the network's class probabilities on a random subsample of voxels, fits one
-log factor per class (:func:`spinemetrics.segment.calibrate.fit_class_log_scale`) and
+log factor per class (:func:`spinemetrics.segment.calibrate.fit_class_log_scale`) for the
+test-time augmentation the file will be used with (``--tta``, ``--mirror``) and
 writes a new weight file with ``config["class_log_scale"]`` and the fit recorded in
 ``meta["calibration"]``. See docs/model.md, *Class-prior calibration*.
 
@@ -41,11 +42,18 @@ def main() -> None:
     ap.add_argument("--voxel-fraction", type=float, default=0.3,
                     help="random share of each scan's voxels used in the fit")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--tta", default="0.9,1.0,1.1",
+                    help="in-plane working grids (mm) whose predictions are averaged; stored "
+                         "in the weight file as config['tta_inplane_spacings_mm']")
+    ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=False,
+                    help="also average the left-right mirrored context (config['tta_mirror'])")
     ap.add_argument("--model-version", default=None,
                     help="version string stored as meta['model_version'] (provenance)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     net, cfg, meta = load_weights(args.weights)
+    cfg = {**cfg, "tta_inplane_spacings_mm": [float(v) for v in args.tta.split(",")],
+           "tta_mirror": bool(args.mirror)}
     rng = np.random.default_rng(args.seed0)
     log_probs, truths, seeds = [], [], []
     t0 = time.perf_counter()

@@ -160,42 +160,52 @@ def iter_slice_probabilities(
     config: dict[str, Any],
     device: torch.device | str = "cpu",
     batch_slices: int = 4,
-    mirror: bool = True,
+    mirror: bool | None = None,
 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """Yield ``(slice indices, class probabilities)`` on the input in-plane grid.
 
     Probabilities are ``(b, classes, ny, nz)`` float tensors, one batch of sagittal slices
-    at a time so memory stays bounded by a few slices. ``mirror`` averages with the
-    prediction from the left-right mirrored context (channel order reversed): a free
-    symmetry of sagittal anatomy that smooths slice-to-slice noise at twice the network
-    cost. No class-prior correction is applied here (see :func:`predict_probabilities`).
+    at a time so memory stays bounded by a few slices. Test-time augmentation follows the
+    weight file's config: ``tta_inplane_spacings_mm`` (e.g. ``[0.9, 1.0, 1.1]``) averages
+    the predictions made on several in-plane working grids (default: the single
+    ``inplane_spacing_mm``), and ``tta_mirror`` (default True; the ``mirror`` argument
+    overrides it) also averages the prediction from the left-right mirrored context
+    (channel order reversed). No class-prior correction here (see
+    :func:`predict_probabilities`).
     """
     device = torch.device(device)
     arr = torch.from_numpy(np.ascontiguousarray(img.array, dtype=np.float32))
     nx, ny, nz = arr.shape
     sx, sy, sz = img.spacing
-    res = float(config.get("inplane_spacing_mm", 1.0))
-    ty, tz = max(8, int(round(ny * sy / res))), max(8, int(round(nz * sz / res)))
-    # In-plane resampling of all slices (x acts as the batch axis).
-    vol = F.interpolate(arr[:, None], size=(ty, tz), mode="bilinear", align_corners=False,
-                        antialias=(ty < ny or tz < nz))[:, 0]
+    spacings = config.get("tta_inplane_spacings_mm") or [config.get("inplane_spacing_mm", 1.0)]
+    if mirror is None:
+        mirror = bool(config.get("tta_mirror", True))
     k = _context_offset(sx, float(config.get("context_spacing_mm", 3.5)))
-    if k > 1:  # thin slices: average over ~k slices, like the thick slices seen in training
-        vol = torch.from_numpy(ndi.uniform_filter1d(vol.numpy(), size=k, axis=0, mode="nearest"))
-    vol = normalize_percentile(vol)
+    grids = []
+    for res in (float(r) for r in spacings):
+        ty, tz = max(8, int(round(ny * sy / res))), max(8, int(round(nz * sz / res)))
+        # In-plane resampling of all slices (x acts as the batch axis).
+        vol = F.interpolate(arr[:, None], size=(ty, tz), mode="bilinear", align_corners=False,
+                            antialias=(ty < ny or tz < nz))[:, 0]
+        if k > 1:  # thin slices: average over ~k slices, like the thick slices of training
+            vol = torch.from_numpy(ndi.uniform_filter1d(vol.numpy(), size=k, axis=0,
+                                                        mode="nearest"))
+        grids.append((normalize_percentile(vol), ty, tz))
     n_ctx = int(config.get("in_channels", 3))
     offs = (np.arange(n_ctx) - n_ctx // 2) * k
-    ph, pw = (-ty) % 16, (-tz) % 16
     with torch.inference_mode():
         for start in range(0, nx, batch_slices):
             idx = np.arange(start, min(nx, start + batch_slices))
-            ch = np.clip(idx[:, None] + offs[None, :], 0, nx - 1)
-            x = vol[torch.from_numpy(ch)]  # (b, n_ctx, ty, tz)
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate").to(device)
-            prob = net(x)[:, :, :ty, :tz].float().softmax(1)
-            if mirror and n_ctx > 1:
-                prob = 0.5 * (prob + net(x.flip(1))[:, :, :ty, :tz].float().softmax(1))
-            yield idx, F.interpolate(prob, size=(ny, nz), mode="bilinear", align_corners=False)
+            ch = torch.from_numpy(np.clip(idx[:, None] + offs[None, :], 0, nx - 1))
+            total = None
+            for vol, ty, tz in grids:
+                x = F.pad(vol[ch], (0, (-tz) % 16, 0, (-ty) % 16), mode="replicate").to(device)
+                prob = net(x)[:, :, :ty, :tz].float().softmax(1)
+                if mirror and n_ctx > 1:
+                    prob = 0.5 * (prob + net(x.flip(1))[:, :, :ty, :tz].float().softmax(1))
+                prob = F.interpolate(prob, size=(ny, nz), mode="bilinear", align_corners=False)
+                total = prob if total is None else total + prob
+            yield idx, total / len(grids)
 
 
 def class_prior_scale(config: dict[str, Any], n_classes: int) -> torch.Tensor | None:
@@ -221,7 +231,7 @@ def predict_probabilities(
     config: dict[str, Any],
     device: torch.device | str = "cpu",
     batch_slices: int = 4,
-    mirror: bool = True,
+    mirror: bool | None = None,
 ) -> np.ndarray:
     """Class map on the input grid by slice-wise 2.5D prediction.
 

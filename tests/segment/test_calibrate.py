@@ -124,3 +124,28 @@ def test_clinical_geometry_stays_in_protocol():
         spacing, rot = clinical_sagittal_geometry(rng)
         assert spacing[0] in (3.0, 3.5, 4.0, 4.5) and 0.6 <= spacing[1] == spacing[2] <= 0.9
         assert abs(rot[0]) <= 8 and rot[1] == 0 and abs(rot[2]) <= 5
+
+
+def test_tta_averages_the_working_grids_exactly():
+    from spinemetrics.segment.inference import iter_slice_probabilities
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 12, 3, padding=1).eval()
+    img = _image()
+
+    def probs(cfg):
+        out = np.zeros((12, *img.shape), np.float32)
+        for idx, p in iter_slice_probabilities(img, net, cfg):
+            out[:, idx] = p.permute(1, 0, 2, 3).numpy()
+        return out
+
+    singles = [probs({**_CFG, "tta_inplane_spacings_mm": [r], "tta_mirror": False})
+               for r in (0.9, 1.0, 1.1)]
+    tta = probs({**_CFG, "tta_inplane_spacings_mm": [0.9, 1.0, 1.1], "tta_mirror": False})
+    np.testing.assert_allclose(tta, np.mean(singles, axis=0), atol=1e-6)
+    np.testing.assert_allclose(tta.sum(0), 1.0, atol=1e-5)
+    assert not np.allclose(singles[0], singles[2], atol=1e-3)  # the grids really differ
+    # the default (no TTA keys) is the 1 mm grid with the mirrored context
+    mirrored = probs({**_CFG, "tta_inplane_spacings_mm": [1.0], "tta_mirror": True})
+    np.testing.assert_allclose(probs(_CFG), mirrored, atol=1e-6)
+    assert not np.allclose(mirrored, singles[1], atol=1e-4)

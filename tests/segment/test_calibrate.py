@@ -46,13 +46,19 @@ def test_pooled_dice_known_counts():
     assert np.isnan(d[2])  # class 3 absent from both
 
 
-def test_fit_recovers_a_known_prior_shift():
-    """Logits with class 2 inflated by +1.5 (as a ×e^1.5 class weight would): the fit undoes it."""
-    rng = np.random.default_rng(1)
-    n, k = 60_000, 4
+def _noisy_logits(seed: int, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Truth classes and unit-noise logits with +2 on the true class (a calibrated model)."""
+    rng = np.random.default_rng(seed)
     truth = rng.integers(0, k, n)
     logits = rng.normal(0.0, 1.0, (k, n)).astype(np.float32)
     logits[truth, np.arange(n)] += 2.0
+    return truth, logits
+
+
+def test_fit_recovers_a_known_prior_shift():
+    """Logits with class 2 inflated by +1.5 (as a ×e^1.5 class weight would): the fit undoes it."""
+    k = 4
+    truth, logits = _noisy_logits(1, 60_000, k)
     unbiased = pooled_dice(logits.argmax(0), truth, k)
     biased = logits.copy()
     biased[2] += 1.5
@@ -68,11 +74,7 @@ def test_fit_recovers_a_known_prior_shift():
 
 
 def test_fit_leaves_calibrated_probabilities_alone():
-    rng = np.random.default_rng(2)
-    n, k = 40_000, 3
-    truth = rng.integers(0, k, n)
-    logits = rng.normal(0.0, 1.0, (k, n)).astype(np.float32)
-    logits[truth, np.arange(n)] += 2.0
+    truth, logits = _noisy_logits(2, 40_000, 3)
     log_scale, before, after = fit_class_log_scale(logits, truth)
     assert np.all(np.abs(log_scale) <= 0.2)
     assert np.nanmean(after) == pytest.approx(np.nanmean(before), abs=0.01)

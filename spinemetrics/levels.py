@@ -371,6 +371,27 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
     cents = np.array([_world_points(c, affine).mean(axis=0) for c in comps])
     axis = _spine_axis(cents, sacrum_c)
 
+    # Lateral fragments: every vertebral body crosses the mid-sagittal plane. A small body
+    # piece that stays clear of it (a partial-volumed lateral wall cut off by a disc seam)
+    # is not a vertebra: counted as one it shifts every name above it. It joins the
+    # nearest vertebra's level instead.
+    canal_w = _world_points(np.argwhere((arr == Structure.thecal_sac)
+                                        | (arr == Structure.spinal_cord)), affine)
+    pe_w = _world_points(np.argwhere(arr == Structure.posterior_elements), affine)
+    med_vox = float(np.median([len(c) for c in comps]))
+    lateral = []
+    for i, (c, ct) in enumerate(zip(comps, cents, strict=False)):
+        mid = mid_sagittal_point(ct, axis, canal_w, pe_w) if len(c) < 0.5 * med_vox else None
+        off_mid = None if mid is None else np.abs(_world_points(c, affine)[:, 0] - mid[0])
+        if off_mid is not None and off_mid.min() > MID_SLAB_MM:
+            lateral.append(i)
+    fragments = [comps[i] for i in lateral]
+    if fragments:
+        comps = [c for i, c in enumerate(comps) if i not in lateral]
+        cents = np.delete(cents, lateral, axis=0)
+        warnings.append(f"{len(fragments)} vertebral-body fragment(s) off the mid-sagittal "
+                        "plane joined to the nearest vertebra")
+
     # Split merged bodies: components much longer than the typical one along the axis.
     extents = np.array([np.ptp(_world_points(c, affine) @ axis) for c in comps])
     if len(comps) >= 3:
@@ -436,10 +457,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
 
     vols = np.array([len(c) * vox_mm3 for c in comps])
     # Mid-sagittal reference: dural sac, else posterior elements (both near the midline).
-    sac_pts = _world_points(np.argwhere((arr == Structure.thecal_sac)
-                                        | (arr == Structure.spinal_cord)), affine)
-    pe_pts = _world_points(np.argwhere(arr == Structure.posterior_elements), affine)
-    cuts = [fov_cut(c, arr.shape, affine, mid_sagittal_point(ct, axis, sac_pts, pe_pts))
+    cuts = [fov_cut(c, arr.shape, affine, mid_sagittal_point(ct, axis, canal_w, pe_w))
             for c, ct in zip(comps, cents, strict=False)]
     # Volumes (size checks, LSTV count) need the whole body: any cut counts.
     partial = [cut is not None for cut in cuts]
@@ -456,6 +474,11 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
     out = np.zeros(arr.shape, dtype=np.uint16)
     for vid, c in zip(ids, comps, strict=False):
         out[tuple(c.T)] = vid
+    named = cents[: len(ids)]
+    for c in fragments:
+        dist = np.linalg.norm(named - _world_points(c, affine).mean(axis=0), axis=1)
+        if dist.min() < 40.0:
+            out[tuple(c.T)] = ids[int(np.argmin(dist))]
     if sacrum_idx is not None:
         # All sacrum voxels (incl. small fragments) belong to S1.
         out[arr == Structure.sacrum] = SACRUM_ID
@@ -515,7 +538,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
         disc_seen[did] = disc_seen.get(did, 0) + 1
         reasons.setdefault(did, set())
         dcut = fov_cut(dc, arr.shape, affine, mid_sagittal_point(
-            _world_points(dc, affine).mean(axis=0), axis, sac_pts, pe_pts))
+            _world_points(dc, affine).mean(axis=0), axis, canal_w, pe_w))
         if dcut:
             reasons[did].add(dcut)
     for did, n in disc_seen.items():
@@ -525,7 +548,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
     if sacrum_idx is not None:
         reasons.setdefault(SACRUM_ID, set())
         scut = fov_cut(sacrum_idx, arr.shape, affine,
-                       mid_sagittal_point(sacrum_c, axis, sac_pts, pe_pts, half_mm=15.0))
+                       mid_sagittal_point(sacrum_c, axis, canal_w, pe_w, half_mm=15.0))
         if scut:
             reasons[SACRUM_ID].add(scut)
 

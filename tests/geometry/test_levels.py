@@ -163,3 +163,28 @@ def test_lstv_on_phantoms(lumbar_count, top, seed, flagged):
     assert len(bodies) == len(params.vertebrae)
     lowest = 20 + lumbar_count - 1  # phantom id of the lowest lumbar vertebra
     assert set(np.unique(out[(seg == 1) & (lev == lowest)])) == {24}
+
+
+def test_lateral_body_fragment_is_not_counted_as_a_vertebra(spine):
+    """A small 'body' piece off the mid-sagittal plane (a CNN lateral wall cut off at a disc)
+    used to count as a vertebra and shift every name above it (seen on the real T2)."""
+    from scipy import ndimage
+
+    seg, lev, _ = spine
+    arr = seg.array.copy()
+    disc = (lev.array == 121) & (arr == 4)  # L2-L3 disc
+    x = np.indices(arr.shape)[0] * 1.5
+    x_mid = float(np.median(np.argwhere(np.isin(arr, (5, 6)))[:, 0])) * 1.5
+    bodies = ndimage.binary_dilation(arr == 1, iterations=1)
+    frag = disc & (x - x_mid > 6.0) & ~bodies
+    body_vox = np.bincount(lev.array[arr == 1].astype(int))[20:25]
+    assert 0.08 * np.median(body_vox) < frag.sum() < 0.5 * np.median(body_vox)
+    arr[frag] = 1
+    res = derive_levels(seg.with_array(arr))
+    out = res.levels.array
+    for label in (1, 3):  # every true body and the sacrum keep their names
+        m = (seg.array == label) & (lev.array > 0)
+        assert _agreement(out, lev.array, m) == 1.0
+    assert set(np.unique(out[frag])) <= {21, 22}  # joined to L2 or L3
+    assert any("off the mid-sagittal plane" in w for w in res.warnings)
+    assert {"L1", "L2", "L3", "L4", "L5"} <= set(res.qc)

@@ -474,9 +474,10 @@ def apply_conus_prior(
     if len(low) == 0:
         return seg, None, 0.0
     tip = float(cord_s.min())
-    centres = {i: float(world_s(np.argwhere(levels == i)).mean())
-               for i in np.unique(levels[levels > 0]).tolist()}
-    reach = level_name(min(centres, key=lambda i: abs(centres[i] - tip)))
+    ids = np.unique(levels[levels > 0])
+    # World S of each level's centroid, all levels in one pass (S is linear in the index).
+    centres = world_s(np.array(ndi.center_of_mass(levels > 0, levels, ids)))
+    reach = level_name(int(ids[np.argmin(np.abs(centres - tip))]))
     mm3 = len(low) * float(abs(np.linalg.det(affine[:3, :3])))
     if relabel:
         seg = seg.copy()
@@ -558,7 +559,6 @@ def segment(
         warnings.append(f"{name}: no vertebral body or sacrum found; levels cannot be named — "
                         "check that the lumbar spine is in the field of view")
     seg = img.with_array(labels.astype(np.uint8), kind="seg")
-    seg.meta["warnings"] = warnings
     levels_arr = np.zeros(img.shape, dtype=np.uint16)
     qc: dict[str, str] = {}
     if derive_level_map and present & {int(Structure.vertebral_body), int(Structure.sacrum)}:

@@ -36,6 +36,7 @@ __all__ = [
     "panoptica_sources",
     "totalseg_sources",
     "phantom_sources",
+    "phantom_fingerprint",
     "default_sources",
     "pair_sources",
 ]
@@ -294,7 +295,7 @@ def _phantom_sub(seg: np.ndarray, tissue: np.ndarray, rng: np.random.Generator) 
         (2, T.PE_BONE): 20, (2, T.PE_MARROW): 21, (2, T.CORTEX): 20,
         (3, T.CORTEX): 30, (3, T.SACRAL_MARROW): 31,
         (4, T.ANNULUS): 40, (4, T.NUCLEUS): 42, (4, T.NUCLEUS_DEGEN): 43,
-        (5, T.CSF): 50, (6, T.CORD): 60, (7, T.ROOT): 70, (8, T.EPIDURAL_FAT): 80,
+        (5, T.CSF): 50, (5, T.CAUDA): 55, (6, T.CORD): 60, (7, T.ROOT): 70, (8, T.EPIDURAL_FAT): 80,
         (9, T.LF): 90, (10, T.MUSCLE): 100, (11, T.ARTERY): 110, (11, T.VEIN): 111,
     }
     for (c, t), v in table.items():
@@ -317,14 +318,53 @@ def _phantom_sub(seg: np.ndarray, tissue: np.ndarray, rng: np.random.Generator) 
     return sub
 
 
+def phantom_fingerprint() -> str:
+    """Fingerprint of the code that turns a phantom seed into a training label map.
+
+    SHA-256 (first 16 hex digits) of the :mod:`spinemetrics.phantom` sources and of
+    :func:`_phantom_sub`. Cached phantoms carry it; a cache written by other phantom code is
+    stale. (Until v1.4 the cache had no fingerprint, and the shipped models were trained on
+    phantoms rendered by the first phantom version — without the slimmer posterior elements,
+    the superior articular processes, rounded endplates or cauda equina strands of the
+    phantoms they were tested on; docs/model.md, *v1.4*.)
+    """
+    import hashlib
+    import inspect
+
+    import spinemetrics.phantom as ph
+
+    h = hashlib.sha256()
+    for f in sorted(Path(ph.__file__).parent.glob("*.py")):
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    h.update(inspect.getsource(_phantom_sub).encode())
+    return h.hexdigest()[:16]
+
+
+def _cached_phantom(cache: Path, fingerprint: str) -> np.lib.npyio.NpzFile | None:
+    """The cached phantom at ``cache`` if it was rendered by the current phantom code."""
+    if not cache.exists():
+        return None
+    z = np.load(cache)
+    if "fingerprint" in z.files and str(z["fingerprint"]) == fingerprint:
+        return z
+    old = str(z["fingerprint"]) if "fingerprint" in z.files else "none"
+    log.warning("%s is stale: rendered by other phantom code (fingerprint %s, now %s)",
+                cache, old, fingerprint)
+    return None
+
+
 def phantom_source(seed: int, cache_dir: Path | None = None) -> LabelSource:
     """One random phantom (all 11 structures + surrounding tissue) as a label source.
 
-    Rendering takes ~30 s at 1 mm, so results are cached as ``phantom_<seed>.npz``.
+    Results are cached as ``phantom_<seed>.npz`` in ``cache_dir`` with the
+    :func:`phantom_fingerprint` of the code that rendered them; a cached file from other
+    phantom code is rendered again (a few seconds at 1 mm).
     """
     cache = Path(cache_dir) / f"phantom_{seed}.npz" if cache_dir else None
-    if cache is not None and cache.exists():
-        z = np.load(cache)
+    fingerprint = phantom_fingerprint()
+    z = _cached_phantom(cache, fingerprint) if cache is not None else None
+    if z is not None:
         return LabelSource(sub=z["sub"], lut=base_lut(), name=f"phantom/{seed}",
                            midline_x=float(z["midline_x"]))
     from spinemetrics.phantom import make_phantom, random_params
@@ -339,7 +379,7 @@ def phantom_source(seed: int, cache_dir: Path | None = None) -> LabelSource:
         cache.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(cache) as tmp:
             with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, sub=sub, midline_x=midline)
+                np.savez_compressed(fh, sub=sub, midline_x=midline, fingerprint=fingerprint)
     return LabelSource(sub=sub, lut=base_lut(), name=f"phantom/{seed}", midline_x=midline)
 
 
@@ -348,15 +388,18 @@ def phantom_sources(
 ) -> list[LabelSource]:
     """Random analytic phantoms (all 11 structures) from :mod:`spinemetrics.phantom`.
 
-    ``cached_only`` skips seeds not yet rendered into ``cache_dir`` (lets training start
-    while a separate process renders the rest; see ``refresh`` in :func:`train`)."""
-    if cached_only and cache_dir is not None:
-        seeds = [s for s in seeds if (Path(cache_dir) / f"phantom_{s}.npz").exists()]
+    ``cached_only`` skips seeds not yet rendered into ``cache_dir`` by the current phantom
+    code (lets training start while a separate process renders the rest; see ``refresh`` in
+    :func:`train`)."""
     try:
         import spinemetrics.phantom  # noqa: F401
     except ImportError:
         log.warning("spinemetrics.phantom not available; training without phantoms")
         return []
+    if cached_only and cache_dir is not None:
+        fp = phantom_fingerprint()
+        seeds = [s for s in seeds
+                 if _cached_phantom(Path(cache_dir) / f"phantom_{s}.npz", fp) is not None]
     return [phantom_source(s, cache_dir) for s in seeds]
 
 

@@ -267,6 +267,22 @@ def _argmax_classes(prob: torch.Tensor) -> torch.Tensor:
     return idx
 
 
+def _label_lookup(ids: np.ndarray, n: int) -> np.ndarray:
+    """Boolean table over component ids 0..n, True at ``ids`` (``table[cc]`` = ``isin``)."""
+    table = np.zeros(n + 1, bool)
+    table[ids] = True
+    return table
+
+
+def _box_of(boxes: list, labels: tuple[int, ...]) -> tuple[slice, ...] | None:
+    """Union of the ``find_objects`` boxes of ``labels`` (None when none is present)."""
+    got = [boxes[c - 1] for c in labels if c <= len(boxes) and boxes[c - 1] is not None]
+    if not got:
+        return None
+    return tuple(slice(min(b[d].start for b in got), max(b[d].stop for b in got))
+                 for d in range(len(got[0])))
+
+
 #: Bony parts and discs lie next to the spinal canal; parts farther than this are dropped.
 MAX_CANAL_DISTANCE_MM = 25.0
 _NEAR_CANAL = (Structure.vertebral_body, Structure.posterior_elements, Structure.sacrum,
@@ -274,13 +290,17 @@ _NEAR_CANAL = (Structure.vertebral_body, Structure.posterior_elements, Structure
 
 
 def _drop_far_from_canal(out: np.ndarray, spacing: tuple[float, float, float],
-                         notes: list[str]) -> None:
+                         notes: list[str], boxes: list | None = None) -> None:
     """Remove body / posterior-element / sacrum / disc parts that never come near the canal.
 
     The classic synthetic-training error is bowel or pelvis called "vertebral body"
     (SEGMENTATION_NOTES §1); real vertebrae and discs always touch the canal's surroundings.
     """
-    canal = np.isin(out, (Structure.thecal_sac, Structure.spinal_cord))
+    boxes = ndi.find_objects(out) if boxes is None else boxes
+    cbox = _box_of(boxes, (int(Structure.thecal_sac), int(Structure.spinal_cord)))
+    if cbox is None:
+        return
+    canal = np.isin(out[cbox], (Structure.thecal_sac, Structure.spinal_cord))
     if canal.sum() * float(np.prod(spacing)) < 2000.0:  # no trustworthy canal: keep all
         return
     cc, n = ndi.label(canal)
@@ -288,25 +308,32 @@ def _drop_far_from_canal(out: np.ndarray, spacing: tuple[float, float, float],
     canal = cc == (np.argmax(sizes) + 1)
     # Distances only inside the canal's bounding box grown by the limit: beyond it every
     # voxel is farther than the limit along one axis (same result, ~4× less work).
-    idx = np.argwhere(canal)
+    idx = np.argwhere(canal) + [b.start for b in cbox]
     grow = np.ceil(MAX_CANAL_DISTANCE_MM / np.asarray(spacing)).astype(int) + 1
-    lo, hi = np.maximum(idx.min(0) - grow, 0), np.minimum(idx.max(0) + grow + 1, canal.shape)
+    lo, hi = np.maximum(idx.min(0) - grow, 0), np.minimum(idx.max(0) + grow + 1, out.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    near = np.zeros(canal.shape, bool)
-    near[box] = ndi.distance_transform_edt(~canal[box], sampling=spacing) <= MAX_CANAL_DISTANCE_MM
+    full = np.zeros(out.shape, bool)
+    full[tuple(idx.T)] = True
+    near = np.zeros(out.shape, bool)
+    near[box] = ndi.distance_transform_edt(~full[box], sampling=spacing) <= MAX_CANAL_DISTANCE_MM
     for s in _NEAR_CANAL:
-        lab, n = ndi.label(out == int(s))
+        bb = boxes[int(s) - 1] if int(s) <= len(boxes) else None
+        if bb is None:
+            continue
+        region = out[bb]
+        lab, n = ndi.label(region == int(s))
         if n == 0:
             continue
-        close = np.unique(lab[near & (lab > 0)])  # parts with at least one voxel near
+        close = np.unique(lab[near[bb] & (lab > 0)])  # parts with at least one voxel near
         far = np.setdiff1d(np.arange(1, n + 1), close)
         if far.size:
-            out[np.isin(lab, far)] = 0
+            region[_label_lookup(far, n)[lab]] = 0
             notes.append(f"{s.name}: removed {far.size} part(s) far from the spinal canal")
 
 
 def _trim_sacrum_above_lumbosacral_disc(
-    out: np.ndarray, spacing: tuple[float, float, float], notes: list[str]
+    out: np.ndarray, spacing: tuple[float, float, float], notes: list[str],
+    boxes: list | None = None,
 ) -> None:
     """Relabel "sacrum" voxels cranial to the lowest disc (L5-S1) as vertebra parts.
 
@@ -317,7 +344,11 @@ def _trim_sacrum_above_lumbosacral_disc(
     sac = out == int(Structure.sacrum)
     if not sac.any():
         return
-    lab, n = ndi.label(out == int(Structure.intervertebral_disc))
+    boxes = ndi.find_objects(out) if boxes is None else boxes
+    dbox = _box_of(boxes, (int(Structure.intervertebral_disc),))
+    if dbox is None:
+        return
+    lab, n = ndi.label(out[dbox] == int(Structure.intervertebral_disc))
     if n == 0:
         return
     sp = np.asarray(spacing)
@@ -327,7 +358,7 @@ def _trim_sacrum_above_lumbosacral_disc(
         return
     zc = ndi.center_of_mass(np.ones_like(lab), lab, ok)
     low = ok[int(np.argmin([c[2] for c in zc]))]  # most inferior disc (world z)
-    pts = np.argwhere(lab == low) * sp
+    pts = (np.argwhere(lab == low) + [b.start for b in dbox]) * sp
     centre = pts.mean(0)
     # Disc plane normal = direction of least spread; oriented cranially (+z).
     _, _, vt = np.linalg.svd(pts - centre, full_matrices=False)
@@ -411,11 +442,15 @@ def postprocess(
     """
     out = labels.copy()
     notes: list[str] = []
+    # Connected components of each structure inside its own bounding box (one pass finds
+    # them all): same result as labelling the whole volume, several times less work.
+    boxes = ndi.find_objects(out)
     for s, min_mm3 in _MIN_PART_MM3.items():
-        mask = out == int(s)
-        if not mask.any():
+        bb = boxes[int(s) - 1] if int(s) <= len(boxes) else None
+        if bb is None:
             continue
-        cc, n = ndi.label(mask)
+        region = out[bb]  # a view: edits land in ``out``
+        cc, n = ndi.label(region == int(s))
         if n == 0:
             continue
         sizes = np.bincount(cc.ravel())[1:] * voxel_mm3
@@ -430,11 +465,12 @@ def postprocess(
             keep = sizes >= max(min_mm3, 0.2 * sizes.max())
         drop = np.flatnonzero(~keep) + 1
         if drop.size:
-            out[np.isin(cc, drop)] = 0
+            region[_label_lookup(drop, n)[cc]] = 0
             notes.append(f"{s.name}: removed {drop.size} fragment(s)")
     if spacing is not None:
-        _drop_far_from_canal(out, spacing, notes)
-        _trim_sacrum_above_lumbosacral_disc(out, spacing, notes)
+        # Boxes found before the drops above still enclose every remaining part.
+        _drop_far_from_canal(out, spacing, notes, boxes)
+        _trim_sacrum_above_lumbosacral_disc(out, spacing, notes, boxes)
         _separate_bodies(out, spacing, notes)
     return out, notes
 
@@ -476,7 +512,10 @@ def apply_conus_prior(
     tip = float(cord_s.min())
     ids = np.unique(levels[levels > 0])
     # World S of each level's centroid, all levels in one pass (S is linear in the index).
-    centres = world_s(np.array(ndi.center_of_mass(levels > 0, levels, ids)))
+    flat = np.flatnonzero(levels)
+    lv = levels.ravel()[flat]
+    s_all = world_s(np.stack(np.unravel_index(flat, levels.shape), 1))
+    centres = np.bincount(lv, weights=s_all)[ids] / np.bincount(lv)[ids]
     reach = level_name(int(ids[np.argmin(np.abs(centres - tip))]))
     mm3 = len(low) * float(abs(np.linalg.det(affine[:3, :3])))
     if relabel:

@@ -157,6 +157,31 @@ def test_postprocess_drops_fragments_known_sizes():
     assert (out2 == Structure.vertebral_body).sum() == 4000
 
 
+def test_postprocess_sacrum_above_lowest_disc_known_answer():
+    """Sacrum voxels > 3 mm above the lowest disc's plane: behind the canal → posterior
+    elements, in front → background; a disc 34 mm in front of the canal is dropped. All
+    structures sit away from the array origin, so any error in the per-structure boxes
+    (offsets) moves the plane or the parts."""
+    lab = np.zeros((30, 64, 80), np.uint8)
+    lab[12:19, 10:17, 5:76] = Structure.thecal_sac  # 7 × 7 × 71 mm canal, centre y = 13
+    lab[8:23, 18:39, 20:26] = Structure.intervertebral_disc  # lowest disc, mid-plane z 22.5
+    lab[8:23, 18:39, 50:56] = Structure.intervertebral_disc
+    lab[25:30, 50:59, 60:71] = Structure.intervertebral_disc  # 495 mm³, 34 mm in front
+    lab[8:23, 18:39, 2:20] = Structure.sacrum
+    lab[12:19, 3:9, 2:35] = Structure.sacrum  # column behind the canal, up to z 34
+    lab[12:19, 39:44, 2:35] = Structure.sacrum  # column in front of the discs, up to z 34
+    out, notes = postprocess(lab, 1.0, (1.0, 1.0, 1.0))
+    back, front = out[12:19, 3:9], out[12:19, 39:44]
+    assert (back[..., 26:35] == Structure.posterior_elements).all()
+    assert (back[..., 2:26] == Structure.sacrum).all()
+    assert (front[..., 26:35] == 0).all()
+    assert (front[..., 2:26] == Structure.sacrum).all()
+    assert not (out[25:30, 50:59, 60:71] == Structure.intervertebral_disc).any()
+    assert (out[8:23, 18:39, 50:56] == Structure.intervertebral_disc).all()
+    assert any("far from the spinal canal" in n for n in notes)
+    assert any("above the lumbosacral disc" in n for n in notes)
+
+
 def test_real_axial_ct_dicom_warns(shared_data):
     from spinemetrics.io import read_image
 

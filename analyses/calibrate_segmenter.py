@@ -1,11 +1,12 @@
 """Fit the segmenter's class-prior correction on held-out synthetic scans and save it.
 
-Renders phantoms with seeds the training (0–47) and the test benchmark (90 000+) never use
-(80 000+), in the clinical sagittal protocol of ``benchmarks/eval_segmenter.py`` (T2, T1,
-STIR), collects the network's class probabilities on a random subsample of voxels, fits one
-log factor per class (:func:`spinemetrics.segment.calibrate.fit_class_log_scale`) for the
-test-time augmentation the file will be used with (``--tta``, ``--mirror``) and
-writes a new weight file with ``config["class_log_scale"]`` and the fit recorded in
+Renders phantoms with seeds the training (0–95; 0–47 before v1.4) and the test benchmark
+(90 000+) never use (80 000+), in the clinical sagittal protocol of
+``benchmarks/eval_segmenter.py`` (T2, T1, STIR), collects the network's class probabilities
+on a random subsample of voxels, fits one log factor per class
+(:func:`spinemetrics.segment.calibrate.fit_class_log_scale`) for the test-time augmentation
+the file will be used with (``--tta``, ``--mirror``) and writes a new weight file with
+``config["class_log_scale"]`` and the fit recorded in
 ``meta["calibration"]``. See docs/model.md, *Class-prior calibration*.
 
     OMP_NUM_THREADS=1 python analyses/calibrate_segmenter.py \\

@@ -1,7 +1,7 @@
 """Held-out evaluation of the segmenter on phantoms it never saw, in contrasts it never saw.
 
 The training images come from ``spinemetrics.segment.synth`` (random-intensity synthesis
-from label maps of phantom seeds 0–47 and real maps). Here the test images are rendered by
+from label maps of phantom seeds 0–95 and real maps). Here the test images are rendered by
 the phantom package's *own* MR simulator (``spinemetrics.phantom.synthesize_mr``: T1, T2,
 STIR tables, its own noise/bias/blur) on new seeds (90 000+), as clinical sagittal stacks
 (3–4.5 mm slices, 0.6–0.9 mm in-plane) with random tilt. Dice is computed on the native

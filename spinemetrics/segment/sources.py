@@ -341,17 +341,15 @@ def phantom_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-def _cached_phantom(cache: Path, fingerprint: str) -> np.lib.npyio.NpzFile | None:
-    """The cached phantom at ``cache`` if it was rendered by the current phantom code."""
+def _cached_phantom(cache: Path, fingerprint: str) -> tuple[np.lib.npyio.NpzFile | None, bool]:
+    """``(cached phantom, stale)``: the file at ``cache`` if the current phantom code rendered
+    it, else None; ``stale`` is True when a file exists but other code rendered it."""
     if not cache.exists():
-        return None
+        return None, False
     z = np.load(cache)
     if "fingerprint" in z.files and str(z["fingerprint"]) == fingerprint:
-        return z
-    old = str(z["fingerprint"]) if "fingerprint" in z.files else "none"
-    log.warning("%s is stale: rendered by other phantom code (fingerprint %s, now %s)",
-                cache, old, fingerprint)
-    return None
+        return z, False
+    return None, True
 
 
 def phantom_source(seed: int, cache_dir: Path | None = None) -> LabelSource:
@@ -363,7 +361,9 @@ def phantom_source(seed: int, cache_dir: Path | None = None) -> LabelSource:
     """
     cache = Path(cache_dir) / f"phantom_{seed}.npz" if cache_dir else None
     fingerprint = phantom_fingerprint()
-    z = _cached_phantom(cache, fingerprint) if cache is not None else None
+    z, stale = _cached_phantom(cache, fingerprint) if cache is not None else (None, False)
+    if stale:
+        log.warning("%s is stale (rendered by other phantom code); rendering it again", cache)
     if z is not None:
         return LabelSource(sub=z["sub"], lut=base_lut(), name=f"phantom/{seed}",
                            midline_x=float(z["midline_x"]))
@@ -398,8 +398,13 @@ def phantom_sources(
         return []
     if cached_only and cache_dir is not None:
         fp = phantom_fingerprint()
-        seeds = [s for s in seeds
-                 if _cached_phantom(Path(cache_dir) / f"phantom_{s}.npz", fp) is not None]
+        found = {s: _cached_phantom(Path(cache_dir) / f"phantom_{s}.npz", fp) for s in seeds}
+        stale = sorted(s for s, (_, old) in found.items() if old)
+        if stale:
+            log.warning("%d cached phantom(s) in %s are stale (rendered by other phantom code, "
+                        "e.g. seed %d) and are skipped; render them again by running once "
+                        "without --cached-only", len(stale), cache_dir, stale[0])
+        seeds = [s for s, (z, _) in found.items() if z is not None]
     return [phantom_source(s, cache_dir) for s in seeds]
 
 

@@ -312,10 +312,10 @@ def _drop_far_from_canal(out: np.ndarray, spacing: tuple[float, float, float],
     grow = np.ceil(MAX_CANAL_DISTANCE_MM / np.asarray(spacing)).astype(int) + 1
     lo, hi = np.maximum(idx.min(0) - grow, 0), np.minimum(idx.max(0) + grow + 1, out.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    full = np.zeros(out.shape, bool)
-    full[tuple(idx.T)] = True
+    canal_in_box = np.zeros(hi - lo, bool)
+    canal_in_box[tuple((idx - lo).T)] = True
     near = np.zeros(out.shape, bool)
-    near[box] = ndi.distance_transform_edt(~full[box], sampling=spacing) <= MAX_CANAL_DISTANCE_MM
+    near[box] = ndi.distance_transform_edt(~canal_in_box, sampling=spacing) <= MAX_CANAL_DISTANCE_MM
     for s in _NEAR_CANAL:
         bb = boxes[int(s) - 1] if int(s) <= len(boxes) else None
         if bb is None:

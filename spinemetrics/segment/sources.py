@@ -16,6 +16,7 @@ Sub-label numbering (shared by all sources):
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -318,11 +319,13 @@ def _phantom_sub(seg: np.ndarray, tissue: np.ndarray, rng: np.random.Generator) 
     return sub
 
 
+@functools.lru_cache(maxsize=1)
 def phantom_fingerprint() -> str:
     """Fingerprint of the code that turns a phantom seed into a training label map.
 
     SHA-256 (first 16 hex digits) of the :mod:`spinemetrics.phantom` sources and of
-    :func:`_phantom_sub`. Cached phantoms carry it; a cache written by other phantom code is
+    :func:`_phantom_sub`, computed once per process (the code that runs is the code that was
+    imported). Cached phantoms carry it; a cache written by other phantom code is
     stale. (Until v1.4 the cache had no fingerprint, and the shipped models were trained on
     phantoms rendered by the first phantom version — without the slimmer posterior elements,
     the superior articular processes, rounded endplates or cauda equina strands of the
@@ -352,6 +355,11 @@ def _cached_phantom(cache: Path, fingerprint: str) -> tuple[np.lib.npyio.NpzFile
     return None, True
 
 
+def _from_cache(z: np.lib.npyio.NpzFile, seed: int) -> LabelSource:
+    return LabelSource(sub=z["sub"], lut=base_lut(), name=f"phantom/{seed}",
+                       midline_x=float(z["midline_x"]))
+
+
 def phantom_source(seed: int, cache_dir: Path | None = None) -> LabelSource:
     """One random phantom (all 11 structures + surrounding tissue) as a label source.
 
@@ -365,8 +373,7 @@ def phantom_source(seed: int, cache_dir: Path | None = None) -> LabelSource:
     if stale:
         log.warning("%s is stale (rendered by other phantom code); rendering it again", cache)
     if z is not None:
-        return LabelSource(sub=z["sub"], lut=base_lut(), name=f"phantom/{seed}",
-                           midline_x=float(z["midline_x"]))
+        return _from_cache(z, seed)
     from spinemetrics.phantom import make_phantom, random_params
 
     ph = make_phantom(random_params(seed), spacing=(1.0, 1.0, 1.0), with_image=False)
@@ -404,7 +411,7 @@ def phantom_sources(
             log.warning("%d cached phantom(s) in %s are stale (rendered by other phantom code, "
                         "e.g. seed %d) and are skipped; render them again by running once "
                         "without --cached-only", len(stale), cache_dir, stale[0])
-        seeds = [s for s, (z, _) in found.items() if z is not None]
+        return [_from_cache(z, s) for s, (z, _) in found.items() if z is not None]
     return [phantom_source(s, cache_dir) for s in seeds]
 
 

@@ -69,7 +69,7 @@ truth (`benchmarks/validate_geometry.py`, details in [validation.md](validation.
 | `level_uncertain` | no sacrum in view: names assume the lowest body is L5 |
 | `lstv_suspected` / `lstv` | 4 or 6 lumbar vertebrae (derived heuristic: transverse-process reach, body size when the processes are cut or on > 2-mm left/right slices / given L6) — names kept sacrum-anchored |
 | `size_outlier` | body < 50 % of its neighbours' volume (fragment or mis-segmentation) |
-| `merged_split` | a disc came in several components (merged) |
+| `merged_split` | bodies merged by the CNN were split (vertebra), or a disc came in several comparable components (each ≥ 20 % of the largest; smaller slivers are not counted) |
 | `not_segmented` | the structure the measure needs is absent from the label map |
 | `no_canal` | no canal centreline crossing at this level (dural sac missing) |
 | `no_ligamentum_flavum` | disc-level canal AP / foramen need the ligamentum flavum label |

@@ -30,7 +30,8 @@
 6. Posterior elements (label 2) get the id of the body they are attached to: a flood fill
    through the posterior-element mask from the voxels touching each body (geodesic nearest
    body); parts not connected to any body take the id of the nearest body.
-7. Discs (label 4) take ``100 + id`` of the body above their centroid position along the axis.
+7. Discs (label 4) take ``100 + id`` of the body above their centroid position along the axis;
+   a disc in several comparable parts (each ≥ 20 % of the largest) gets qc ``merged_split``.
 8. Bodies touching the image border get qc ``partial_fov``, or ``partial_fov_lr`` when the
    only faces they touch are the left/right ones and a slab of ±5 mm around their
    mid-sagittal plane (dural sac, else posterior elements, at that level) lies inside the
@@ -60,6 +61,8 @@ log = logging.getLogger(__name__)
 _SIX = ndimage.generate_binary_structure(3, 1)
 _MIN_BODY_MM3 = 500.0
 _MIN_DISC_MM3 = 100.0
+#: A disc part smaller than this share of its level's largest part is a sliver, not a split.
+_DISC_PART_MIN = 0.2
 _LUMBAR_SIZED = 0.70
 #: Transverse-process reach of a lumbar-type vertebra, as a fraction of the longest in view
 #: (L3's, normally). Phantoms (1.5 mm, oblique up to 10°): thoracic ≤ 0.52, L1 ≥ 0.57.
@@ -394,20 +397,20 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
 
     # Split merged bodies: components much longer than the typical one along the axis.
     extents = np.array([np.ptp(_world_points(c, affine) @ axis) for c in comps])
+    split_parts: set[int] = set()  # id() of the parts of split bodies, for their qc
     if len(comps) >= 3:
         typical = float(np.median(extents))
         new_comps: list[np.ndarray] = []
-        split_any = False
         for c, ext in zip(comps, extents, strict=False):
             if ext > 1.6 * typical:
                 n_parts = max(2, int(round(ext / (typical * 1.3))))
                 parts = _split_merged(c, _world_points(c, affine), axis, n_parts)
                 if len(parts) > 1:
-                    split_any = True
+                    split_parts.update(id(p) for p in parts)
                 new_comps.extend(parts)
             else:
                 new_comps.append(c)
-        if split_any:
+        if split_parts:
             warnings.append("merged vertebral bodies were split at their narrowest section")
         comps = new_comps
         cents = np.array([_world_points(c, affine).mean(axis=0) for c in comps])
@@ -461,10 +464,12 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
             for c, ct in zip(comps, cents, strict=False)]
     # Volumes (size checks, LSTV count) need the whole body: any cut counts.
     partial = [cut is not None for cut in cuts]
-    for vid, cut in zip(ids, cuts, strict=False):
+    for vid, cut, c in zip(ids, cuts, comps, strict=False):
         reasons.setdefault(vid, set())
         if cut:
             reasons[vid].add(cut)
+        if id(c) in split_parts:
+            reasons[vid].add("merged_split")
     for i, vid in enumerate(ids):
         neigh = [vols[j] for j in (i - 1, i + 1) if 0 <= j < len(vols) and not partial[j]]
         if neigh and not partial[i] and vols[i] < 0.5 * float(np.median(neigh)):
@@ -520,7 +525,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
     if n_bridged:
         warnings.append(f"{n_bridged} disc component(s) spanning several levels (discs "
                         "joined along a vertebral wall) split between the vertebral bodies")
-    disc_seen: dict[int, int] = {}
+    disc_parts: dict[int, list[int]] = {}
     for dc in disc_comps:
         dp = float(_world_points(dc, affine).mean(axis=0) @ axis)
         upper = None
@@ -535,13 +540,16 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
                 continue
         did = DISC_OFFSET + upper
         out[tuple(dc.T)] = did
-        disc_seen[did] = disc_seen.get(did, 0) + 1
+        disc_parts.setdefault(did, []).append(len(dc))
         reasons.setdefault(did, set())
         dcut = fov_cut(dc, arr.shape, affine, mid_sagittal_point(
             _world_points(dc, affine).mean(axis=0), axis, canal_w, pe_w))
         if dcut:
             reasons[did].add(dcut)
-    for did, n in disc_seen.items():
+    for did, sizes in disc_parts.items():
+        # A lateral sliver of disc cut off by a thick slice is not a split disc; only parts
+        # of at least _DISC_PART_MIN × the largest count (else every 4-mm scan warns).
+        n = sum(v >= _DISC_PART_MIN * max(sizes) for v in sizes)
         if n > 1:
             warnings.append(f"disc {level_name(did)} is split into {n} components")
             reasons[did].add("merged_split")

@@ -80,6 +80,9 @@ def test_noise_fragments_dropped_and_merged_bodies_split(spine):
     bodies = seg.array == 1
     assert _agreement(out, lev.array, bodies) > 0.97
     assert set(np.unique(out[bodies])) == {20, 21, 22, 23, 24}
+    # the two bodies that came out of the merged component carry the flag; the rest do not
+    assert {k for k in ("L1", "L2", "L3", "L4", "L5") if "merged_split" in res.qc[k]} == {
+        "L3", "L4"}
 
 
 def test_discs_joined_along_a_vertebral_wall_are_split_and_all_named(spine):
@@ -188,3 +191,25 @@ def test_lateral_body_fragment_is_not_counted_as_a_vertebra(spine):
     assert set(np.unique(out[frag])) <= {21, 22}  # joined to L2 or L3
     assert any("off the mid-sagittal plane" in w for w in res.warnings)
     assert {"L1", "L2", "L3", "L4", "L5"} <= set(res.qc)
+
+
+@pytest.mark.parametrize("cut_at, warned", [(0.5, True), (0.12, False)])
+def test_disc_split_warns_only_for_comparable_parts(spine, cut_at, warned):
+    """A disc cut in two halves is reported as split; a lateral sliver cut off (as a thick
+    slice does) is not, and its voxels still carry the disc's name."""
+    seg, lev, _ = spine
+    arr = seg.array.copy()
+    disc = (lev.array == 122) & (seg.array == 4)
+    xs = np.argwhere(disc)[:, 0]
+    x_cut = int(round(xs.min() + cut_at * (xs.max() - xs.min())))
+    arr[x_cut][disc[x_cut]] = 0  # a one-voxel gap through the disc, left-right
+    from scipy import ndimage
+
+    _, n = ndimage.label(arr == 4, structure=ndimage.generate_binary_structure(3, 1))
+    _, n0 = ndimage.label(seg.array == 4, structure=ndimage.generate_binary_structure(3, 1))
+    assert n == n0 + 1  # the cut really made one more disc component
+    res = derive_levels(seg.with_array(arr))
+    assert any("L3-L4 is split" in w for w in res.warnings) is warned
+    assert ("merged_split" in res.qc["L3-L4"]) is warned
+    kept = disc & (arr == 4)
+    assert _agreement(res.levels.array, lev.array, kept) == 1.0

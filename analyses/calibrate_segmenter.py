@@ -16,6 +16,7 @@ the file will be used with (``--tta``, ``--mirror``) and writes a new weight fil
 from __future__ import annotations
 
 import argparse
+import hashlib
 import time
 from pathlib import Path
 
@@ -48,6 +49,19 @@ def main() -> None:
                          "in the weight file as config['tta_inplane_spacings_mm']")
     ap.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=False,
                     help="also average the left-right mirrored context (config['tta_mirror'])")
+    ap.add_argument("--min-log-factor", type=float, default=-1.5,
+                    help="smallest log factor tried for any class (see --max-log-factor)")
+    ap.add_argument("--max-log-factor", type=float, default=0.5,
+                    help="largest log factor tried for any class. A prior correction undoes "
+                         "the class weights of training (1-4: log factors 0 to -1.4); a "
+                         "factor far outside that range bridges a gap between the synthetic "
+                         "test renderer and the network instead, and does not transfer to "
+                         "real scans: unbounded, v1.4 fitted +2.6 for the spinal cord and "
+                         "filled the real T2 canal with cord (docs/model.md)")
+    ap.add_argument("--fit-data", type=Path, default=None,
+                    help="npz of the pooled probabilities: written after collection, read "
+                         "instead of collecting when it exists (refit with other bounds in "
+                         "seconds)")
     ap.add_argument("--model-version", default=None,
                     help="version string stored as meta['model_version'] (provenance)")
     args = ap.parse_args()
@@ -55,9 +69,33 @@ def main() -> None:
     net, cfg, meta = load_weights(args.weights)
     cfg = {**cfg, "tta_inplane_spacings_mm": [float(v) for v in args.tta.split(",")],
            "tta_mirror": bool(args.mirror)}
+    t0 = time.perf_counter()
+    # The pooled probabilities belong to one weight file under one test-time augmentation.
+    weights_sha = hashlib.sha256(args.weights.read_bytes() + repr(
+        (cfg["tta_inplane_spacings_mm"], cfg["tta_mirror"], args.n, args.seed0,
+         args.voxel_fraction)).encode()).hexdigest()
+    if args.fit_data is not None and args.fit_data.exists():
+        z = np.load(args.fit_data)
+        if str(z["weights_sha256"]) != weights_sha:
+            raise SystemExit(f"{args.fit_data} holds probabilities of another weight file or "
+                             "set-up; delete it or give another --fit-data path")
+        lp, truth, seeds = z["log_probs"], z["truth"], [int(v) for v in z["seeds"]]
+        print(f"read {truth.size} voxels from {args.fit_data}")
+    else:
+        lp, truth, seeds = _collect(args, net, cfg)
+        if args.fit_data is not None:
+            np.savez(args.fit_data, log_probs=lp, truth=truth, seeds=np.asarray(seeds),
+                     weights_sha256=weights_sha)
+    grid = np.round(np.arange(args.min_log_factor, args.max_log_factor + 0.001, 0.1), 2)
+    log_scale, before, after = fit_class_log_scale(lp, truth, grid=grid)
+    _report_and_save(args, net, cfg, meta, truth, seeds, (log_scale, before, after), t0,
+                     (args.min_log_factor, args.max_log_factor))
+
+
+def _collect(args, net, cfg) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Render the calibration scans and pool a random share of their voxels."""
     rng = np.random.default_rng(args.seed0)
     log_probs, truths, seeds = [], [], []
-    t0 = time.perf_counter()
     for ci, contrast in enumerate(CONTRASTS):
         for i in range(args.n):
             seed = args.seed0 + 100 * ci + i
@@ -70,8 +108,11 @@ def main() -> None:
             truths.append(truth[keep])
             seeds.append(seed)
             print(f"{contrast} seed {seed}: {keep.sum()} voxels", flush=True)
-    lp, truth = np.concatenate(log_probs, 1), np.concatenate(truths)
-    log_scale, before, after = fit_class_log_scale(lp, truth)
+    return np.concatenate(log_probs, 1), np.concatenate(truths), seeds
+
+
+def _report_and_save(args, net, cfg, meta, truth, seeds, fit, t0, bounds) -> None:
+    log_scale, before, after = fit
     names = [s.name for s in Structure if s != Structure.background]
     print("| structure | log factor | Dice before | Dice after |\n|---|---:|---:|---:|")
     for k, nm in enumerate(names):
@@ -80,6 +121,7 @@ def main() -> None:
     cfg = {**cfg, "class_log_scale": [round(float(v), 3) for v in log_scale]}
     meta = {**meta, "calibration": {
         "method": "per-class log prior factors, coordinate ascent on pooled mean Dice",
+        "log_factor_bounds": list(bounds),
         "seeds": seeds, "contrasts": list(CONTRASTS), "voxel_fraction": args.voxel_fraction,
         "voxels": int(truth.size), "source_weights": args.weights.name,
         "dice_before": [round(float(v), 4) for v in before],

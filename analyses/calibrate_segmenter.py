@@ -51,7 +51,7 @@ def main() -> None:
                     help="also average the left-right mirrored context (config['tta_mirror'])")
     ap.add_argument("--min-log-factor", type=float, default=-1.5,
                     help="smallest log factor tried for any class (see --max-log-factor)")
-    ap.add_argument("--max-log-factor", type=float, default=0.5,
+    ap.add_argument("--max-log-factor", type=float, default=1.0,
                     help="largest log factor tried for any class. A prior correction undoes "
                          "the class weights of training (1-4: log factors 0 to -1.4); a "
                          "factor far outside that range bridges a gap between the synthetic "

@@ -242,17 +242,19 @@ def main() -> None:
         print(json.dumps(row), flush=True)
     keys = ("vertebral_body", "intervertebral_disc", "dural_sac", "posterior_elements")
     against = "the expert labels" if truth is not None else "the answer on the original grid"
-    print(f"\nDice against {against} (in brackets: the grid's own ceiling)\n\n"
-          "| variant | body | disc | dural sac | post. el. | levels | s |\n"
-          "|---|---:|---:|---:|---:|---:|---:|")
+    lines = [f"Dice against {against} (in brackets: the grid's own ceiling)", "",
+             "| variant | body | disc | dural sac | post. el. | levels | s |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         cells = " | ".join(f"{r['dice_' + k]:.3f} ({r['ceiling_' + k]:.2f})" for k in keys)
-        print(f"| {r['variant']} | {cells} | {r['levels_agree']}/{r['levels_seen']} | "
-              f"{r['seconds']:.1f} |")
+        levels = f"{r['levels_agree']}/{r['levels_seen']}" if r["levels_seen"] else "–"
+        lines.append(f"| {r['variant']} | {cells} | {levels} | {r['seconds']:.1f} |")
+    print("\n" + "\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps({"image": str(args.image.name), "against": against,
                                          "weights": args.weights or "shipped",
                                          "variants": rows}, indent=1))
+        args.json.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

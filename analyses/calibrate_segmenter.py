@@ -66,7 +66,7 @@ def main() -> None:
                     help="version string stored as meta['model_version'] (provenance)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    net, cfg, meta = load_weights(args.weights)
+    net, cfg, meta = load_weights(args.weights, trainable=True)
     cfg = {**cfg, "tta_inplane_spacings_mm": [float(v) for v in args.tta.split(",")],
            "tta_mirror": bool(args.mirror)}
     t0 = time.perf_counter()

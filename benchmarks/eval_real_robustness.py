@@ -203,7 +203,8 @@ def main() -> None:
     variants = VARIANTS if truth is None else [
         v for v in VARIANTS if not (v.cut_top_mm or v.cut_bottom_mm)]
     rng = np.random.default_rng(args.seed)
-    rows, ref = [], None if truth is None else (truth, None)
+    rows: list[dict] = []
+    ref = None if truth is None else (truth, None)
     for v in variants:
         img = acquire(ref_img, v, rng)
         t0 = time.perf_counter()
@@ -222,9 +223,9 @@ def main() -> None:
                           ("intervertebral_disc", (S.intervertebral_disc,)),
                           ("dural_sac", (S.thecal_sac, S.spinal_cord)),
                           ("posterior_elements", (S.posterior_elements,))):
-            truth = np.isin(rseg, cls) & inside
-            row[f"dice_{name}"] = round(dice(np.isin(seg, cls) & inside, truth), 3)
-            row[f"ceiling_{name}"] = round(dice(np.isin(ceil, cls) & inside, truth), 3)
+            want = np.isin(rseg, cls) & inside
+            row[f"dice_{name}"] = round(dice(np.isin(seg, cls) & inside, want), 3)
+            row[f"ceiling_{name}"] = round(dice(np.isin(ceil, cls) & inside, want), 3)
         agree, seen, names = 0, 0, []
         for vid, n in ({} if rlev is None else vertebra_names(rseg, rlev, inside)).items():
             if n < 300:  # a body mostly outside the variant's field of view

@@ -189,7 +189,7 @@ def train(
     torch.set_num_threads(cfg.threads)
     mcfg = {**DEFAULT_CONFIG, **(model_config or {}), "in_channels": cfg.synth.n_ctx}
     if cfg.init_weights:
-        net, mcfg, _ = load_weights(cfg.init_weights)
+        net, mcfg, _ = load_weights(cfg.init_weights, trainable=True)
         net.train()
     else:
         net = build_network(mcfg)

@@ -44,6 +44,44 @@ def test_weights_ship_with_package_and_are_small():
     assert load_model("cpu")[0] is net
 
 
+def test_traced_network_matches_the_monai_network_exactly(tmp_path):
+    """The shipped file's TorchScript network (what inference loads) is the MONAI network:
+    same outputs bit for bit, on shapes other than the one it was traced with."""
+    from spinemetrics.segment.model import load_weights
+
+    traced, _, _ = load_weights(DEFAULT_WEIGHTS)
+    monai_net, _, _ = load_weights(DEFAULT_WEIGHTS, trainable=True)
+    assert isinstance(traced, torch.jit.ScriptModule)
+    assert not isinstance(monai_net, torch.jit.ScriptModule)
+    gen = torch.Generator().manual_seed(0)
+    for shape in ((1, 3, 512, 512), (3, 3, 208, 176)):
+        x = torch.randn(*shape, generator=gen)
+        with torch.inference_mode():
+            assert torch.equal(traced(x), monai_net(x)), shape
+    # A file without the traced network (older versions) still loads, as a MONAI module.
+    blob = torch.load(DEFAULT_WEIGHTS, weights_only=True)
+    del blob["torchscript"]
+    torch.save(blob, tmp_path / "old.pt")
+    old, _, _ = load_weights(tmp_path / "old.pt")
+    with torch.inference_mode():
+        assert torch.equal(old(x), monai_net(x))
+
+
+def test_inference_never_imports_monai():
+    """Loading the shipped model and segmenting must not pay MONAI's 1.5-3 s import."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from spinemetrics.image import Image; "
+            "from spinemetrics.segment import segment; "
+            "img = Image(np.random.default_rng(0).normal(100, 10, (6, 64, 64)).astype('f4'), "
+            "np.diag([4.0, 1.0, 1.0, 1.0])); segment(img, device='cpu', threads=1); "
+            "print('monai' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+
+
 def test_output_on_input_grid_any_orientation(phantom_t2):
     img = phantom_t2.image
     # Store the phantom as PIR (as DICOM-derived sagittal NIfTIs often are), then read it

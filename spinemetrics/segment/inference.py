@@ -267,6 +267,17 @@ def _argmax_classes(prob: torch.Tensor) -> torch.Tensor:
     return idx
 
 
+def _touches_si_border(cc: np.ndarray, n: int, box: tuple[slice, ...], nz: int) -> np.ndarray:
+    """Per component of ``cc`` (labels 1..n inside ``box`` of a RAS volume with ``nz``
+    slices along S): does it reach the inferior or superior face of the image?"""
+    out = np.zeros(n, bool)
+    z0 = box[2].start
+    for k, sl in enumerate(ndi.find_objects(cc, n)):
+        if sl is not None:
+            out[k] = z0 + sl[2].start == 0 or z0 + sl[2].stop == nz
+    return out
+
+
 def _label_lookup(ids: np.ndarray, n: int) -> np.ndarray:
     """Boolean table over component ids 0..n, True at ``ids`` (``table[cc]`` = ``isin``)."""
     table = np.zeros(n + 1, bool)
@@ -456,11 +467,15 @@ def postprocess(
         sizes = np.bincount(cc.ravel())[1:] * voxel_mm3
         keep = sizes >= min_mm3
         if s in _RELATIVE_MIN and keep.sum() >= 3:
-            # A real body/disc, even one cut by the field of view, is not a tiny fraction
-            # of its neighbours; such specks would pose as extra levels.
-            # Reference = median of the larger half, so many specks cannot drag it down.
+            # A real body/disc is not a tiny fraction of its neighbours; such specks would
+            # pose as extra levels. Reference = median of the larger half, so many specks
+            # cannot drag it down. Parts cut by the top or bottom of the field of view are
+            # exempt: a vertebra half outside the image is real (it is named and flagged
+            # partial_fov); on the real T2 re-sliced at 4.5 mm the top body (T11, 7 cm³ in
+            # view) was dropped here although the 1 mm scan kept it.
             big = np.sort(sizes[keep])[-max(3, int(keep.sum()) // 2):]
-            keep &= sizes >= _RELATIVE_MIN[s] * np.median(big)
+            cut = _touches_si_border(cc, n, bb, out.shape[2])
+            keep &= (sizes >= _RELATIVE_MIN[s] * np.median(big)) | cut
         if s in _SINGLE_PART:
             keep = sizes >= max(min_mm3, 0.2 * sizes.max())
         drop = np.flatnonzero(~keep) + 1

@@ -195,6 +195,23 @@ def test_postprocess_drops_fragments_known_sizes():
     assert (out2 == Structure.vertebral_body).sum() == 4000
 
 
+@pytest.mark.parametrize("at_border", [True, False])
+def test_postprocess_small_body_kept_only_where_the_field_of_view_cuts_it(at_border):
+    """Three 4000 mm³ bodies and one of 600 mm³ (0.15 of them: under the 0.2 relative
+    minimum). At the top face of the image it is a vertebra cut by the field of view and
+    stays; anywhere else it is a speck and goes."""
+    lab = np.zeros((12, 30, 80), np.uint8)
+    for z0 in (2, 26, 50):  # separate bodies, 4 mm apart
+        lab[1:11, 5:25, z0 : z0 + 20] = Structure.vertebral_body  # 10 × 20 × 20
+    z_small = slice(77, 80) if at_border else slice(73, 76)  # top face vs 4 mm below it
+    lab[1:11, 5:25, z_small] = Structure.vertebral_body  # 10 × 20 × 3 = 600 mm³
+    out, notes = postprocess(lab, 1.0)
+    kept = (out[:, :, z_small] == Structure.vertebral_body).sum()
+    assert kept == (600 if at_border else 0)
+    assert (out == Structure.vertebral_body).sum() == 12000 + kept
+    assert any("vertebral_body: removed 1" in n for n in notes) is not at_border
+
+
 def test_postprocess_sacrum_above_lowest_disc_known_answer():
     """Sacrum voxels > 3 mm above the lowest disc's plane: behind the canal → posterior
     elements, in front → background; a disc 34 mm in front of the canal is dropped. All

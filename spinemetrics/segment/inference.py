@@ -267,14 +267,16 @@ def _argmax_classes(prob: torch.Tensor) -> torch.Tensor:
     return idx
 
 
-def _touches_si_border(cc: np.ndarray, n: int, box: tuple[slice, ...], nz: int) -> np.ndarray:
+def _touches_si_border(cc: np.ndarray, n: int, box: tuple[slice, ...], nz: int,
+                       margin: int = 0) -> np.ndarray:
     """Per component of ``cc`` (labels 1..n inside ``box`` of a RAS volume with ``nz``
-    slices along S): does it reach the inferior or superior face of the image?"""
+    slices along S): does it reach within ``margin`` slices of the image's inferior or
+    superior face?"""
     out = np.zeros(n, bool)
     z0 = box[2].start
     for k, sl in enumerate(ndi.find_objects(cc, n)):
         if sl is not None:
-            out[k] = z0 + sl[2].start == 0 or z0 + sl[2].stop == nz
+            out[k] = z0 + sl[2].start <= margin or z0 + sl[2].stop >= nz - margin
     return out
 
 
@@ -411,13 +413,17 @@ def _separate_bodies(out: np.ndarray, spacing: tuple[float, float, float],
     core[lo:hi] = body[lo:hi]
     st = np.zeros((3, 3, 3), bool)
     st[1] = ndi.generate_binary_structure(2, 1)  # in-plane only
-    core = ndi.binary_erosion(core, st, iterations=max(1, int(round(1.5 / min(sy, sz)))))
+    erode = max(1, int(round(1.5 / min(sy, sz))))
+    core = ndi.binary_erosion(core, st, iterations=erode)
     seeds, n = ndi.label(core)
     if n < 2:
         return
     sizes = np.bincount(seeds.ravel())[1:]
     big = np.sort(sizes)[-max(3, n // 2):]
-    small = np.flatnonzero(sizes < 0.2 * np.median(big)) + 1
+    # A small seed is a speck, unless the image's top or bottom face cuts its body (as in
+    # postprocess): without its own seed a cut vertebra would join its neighbour.
+    cut = _touches_si_border(seeds, n, (slice(0, None),) * 3, out.shape[2], margin=erode)
+    small = np.flatnonzero((sizes < 0.2 * np.median(big)) & ~cut) + 1
     if small.size:
         seeds[np.isin(seeds, small)] = 0
     if len(np.unique(seeds)) < 3:  # background + at least two bodies

@@ -212,6 +212,28 @@ def test_postprocess_small_body_kept_only_where_the_field_of_view_cuts_it(at_bor
     assert any("vertebral_body: removed 1" in n for n in notes) is not at_border
 
 
+@pytest.mark.parametrize("top_cut", [True, False])
+def test_bodies_joined_laterally_are_separated_including_one_cut_by_the_image(top_cut):
+    """Bodies joined through a lateral bridge (partial volume off the midline) are cut apart
+    at seams; a body that the top face of the image cuts to 5 mm keeps its own seed and
+    becomes its own vertebra instead of joining its neighbour."""
+    from spinemetrics.segment.inference import _separate_bodies
+
+    nz = 100 if top_cut else 110  # 5 mm of the top body in view, or the body whole
+    lab = np.zeros((20, 40, nz), np.uint8)
+    lab[8:12, 2:6, :] = Structure.thecal_sac  # canal: mid-sagittal plane at x = 10
+    for z0, z1 in ((5, 25), (29, 49), (53, 73), (95, 100 if top_cut else 110)):
+        lab[0:18, 10:30, z0:z1] = Structure.vertebral_body
+    lab[0:3, 10:30, 5:100] = Structure.vertebral_body  # lateral bridge joining all of them
+    notes: list[str] = []
+    _separate_bodies(lab, (1.0, 1.0, 1.0), notes)
+    body = lab == Structure.vertebral_body
+    _, n = ndi.label(body)
+    assert n == 4, n
+    assert body[2:18, 10:30, 95:100].all()  # the top body itself stays body
+    assert any("seam" in m for m in notes)
+
+
 def test_postprocess_sacrum_above_lowest_disc_known_answer():
     """Sacrum voxels > 3 mm above the lowest disc's plane: behind the canal → posterior
     elements, in front → background; a disc 34 mm in front of the canal is dropped. All

@@ -158,6 +158,17 @@ def test_train_smoke_writes_loadable_weights(tmp_path):
     net, mcfg, meta = load_weights(tmp_path / "best.pt")
     assert meta["steps"] >= 1 and meta["sources"] == ["toy"]
     assert net(torch.zeros(1, 3, 48, 48)).shape == (1, 12, 48, 48)
+    # Fine-tuning from that file (it carries a traced network) starts from its MONAI module
+    # and writes a file whose traced network is the fine-tuned one.
+    cfg.init_weights = str(tmp_path / "best.pt")
+    train([src], tmp_path / "ft", cfg)
+    traced, _, _ = load_weights(tmp_path / "ft" / "best.pt")
+    monai_net, _, _ = load_weights(tmp_path / "ft" / "best.pt", trainable=True)
+    assert isinstance(traced, torch.jit.ScriptModule)
+    x = torch.randn(2, 3, 48, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(traced(x), monai_net(x))
+        assert not torch.equal(traced(x), net(x))  # the fine-tune changed the weights
 
 
 def test_train_records_device_and_refuses_missing_cuda(tmp_path, monkeypatch):

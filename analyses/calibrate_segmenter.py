@@ -88,8 +88,7 @@ def main() -> None:
                      weights_sha256=weights_sha)
     grid = np.round(np.arange(args.min_log_factor, args.max_log_factor + 0.001, 0.1), 2)
     log_scale, before, after = fit_class_log_scale(lp, truth, grid=grid)
-    _report_and_save(args, net, cfg, meta, truth, seeds, (log_scale, before, after), t0,
-                     (args.min_log_factor, args.max_log_factor))
+    _report_and_save(args, net, cfg, meta, truth, seeds, (log_scale, before, after), t0)
 
 
 def _collect(args, net, cfg) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -111,7 +110,7 @@ def _collect(args, net, cfg) -> tuple[np.ndarray, np.ndarray, list[int]]:
     return np.concatenate(log_probs, 1), np.concatenate(truths), seeds
 
 
-def _report_and_save(args, net, cfg, meta, truth, seeds, fit, t0, bounds) -> None:
+def _report_and_save(args, net, cfg, meta, truth, seeds, fit, t0) -> None:
     log_scale, before, after = fit
     names = [s.name for s in Structure if s != Structure.background]
     print("| structure | log factor | Dice before | Dice after |\n|---|---:|---:|---:|")
@@ -121,7 +120,7 @@ def _report_and_save(args, net, cfg, meta, truth, seeds, fit, t0, bounds) -> Non
     cfg = {**cfg, "class_log_scale": [round(float(v), 3) for v in log_scale]}
     meta = {**meta, "calibration": {
         "method": "per-class log prior factors, coordinate ascent on pooled mean Dice",
-        "log_factor_bounds": list(bounds),
+        "log_factor_bounds": [args.min_log_factor, args.max_log_factor],
         "seeds": seeds, "contrasts": list(CONTRASTS), "voxel_fraction": args.voxel_fraction,
         "voxels": int(truth.size), "source_weights": args.weights.name,
         "dice_before": [round(float(v), 4) for v in before],

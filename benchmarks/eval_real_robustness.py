@@ -113,7 +113,7 @@ def acquire(ref: Image, v: Variant, rng: np.random.Generator) -> Image:
     ref_lin = np.asarray(ref.affine)[:3, :3] / sp  # direction of the original (RAS)
     new_aff = np.eye(4)
     new_aff[:3, :3] = ref_lin @ lin
-    new_aff[:3, 3] = np.asarray(ref.affine)[:3, 3] + ref_lin @ (off - 0.0)
+    new_aff[:3, 3] = np.asarray(ref.affine)[:3, 3] + ref_lin @ off
     ijk = np.indices(shape).reshape(3, -1).astype(np.float64)
     src = ref.world_to_index((new_aff[:3, :3] @ ijk).T + new_aff[:3, 3]).T
     out = ndi.map_coordinates(arr, src, order=1, mode="constant", cval=0.0).reshape(shape)

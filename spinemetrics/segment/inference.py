@@ -267,13 +267,12 @@ def _argmax_classes(prob: torch.Tensor) -> torch.Tensor:
     return idx
 
 
-def _touches_si_border(cc: np.ndarray, n: int, box: tuple[slice, ...], nz: int,
+def _touches_si_border(cc: np.ndarray, n: int, z0: int, nz: int,
                        margin: int = 0) -> np.ndarray:
-    """Per component of ``cc`` (labels 1..n inside ``box`` of a RAS volume with ``nz``
-    slices along S): does it reach within ``margin`` slices of the image's inferior or
-    superior face?"""
+    """Per component of ``cc`` (labels 1..n of a crop starting at slice ``z0`` along S of a
+    RAS volume with ``nz`` such slices): does it reach within ``margin`` slices of the
+    image's inferior or superior face?"""
     out = np.zeros(n, bool)
-    z0 = box[2].start
     for k, sl in enumerate(ndi.find_objects(cc, n)):
         if sl is not None:
             out[k] = z0 + sl[2].start <= margin or z0 + sl[2].stop >= nz - margin
@@ -422,7 +421,7 @@ def _separate_bodies(out: np.ndarray, spacing: tuple[float, float, float],
     big = np.sort(sizes)[-max(3, n // 2):]
     # A small seed is a speck, unless the image's top or bottom face cuts its body (as in
     # postprocess): without its own seed a cut vertebra would join its neighbour.
-    cut = _touches_si_border(seeds, n, (slice(0, None),) * 3, out.shape[2], margin=erode)
+    cut = _touches_si_border(seeds, n, 0, out.shape[2], margin=erode)
     small = np.flatnonzero((sizes < 0.2 * np.median(big)) & ~cut) + 1
     if small.size:
         seeds[np.isin(seeds, small)] = 0
@@ -480,7 +479,7 @@ def postprocess(
             # partial_fov); on the real T2 re-sliced at 4.5 mm the top body (T11, 7 cm³ in
             # view) was dropped here although the 1 mm scan kept it.
             big = np.sort(sizes[keep])[-max(3, int(keep.sum()) // 2):]
-            cut = _touches_si_border(cc, n, bb, out.shape[2])
+            cut = _touches_si_border(cc, n, bb[2].start, out.shape[2])
             keep &= (sizes >= _RELATIVE_MIN[s] * np.median(big)) | cut
         if s in _SINGLE_PART:
             keep = sizes >= max(min_mm3, 0.2 * sizes.max())

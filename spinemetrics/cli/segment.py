@@ -10,14 +10,6 @@ import typer
 from spinemetrics.cli._progress import scan_progress, stderr_console
 
 
-def _stem(path: Path) -> str:
-    name = path.name.rstrip("/")
-    for ext in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".nhdr", ".dcm"):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return name
-
-
 def segment_cmd(
     images: list[Path] = typer.Argument(
         ..., help="Image files (NIfTI, MHA/MHD, NRRD) or DICOM series folders.", show_default=False
@@ -29,6 +21,9 @@ def segment_cmd(
     ),
     model: Path = typer.Option(None, help="Weight file (default: the shipped model)."),
     threads: int = typer.Option(0, help="Torch CPU threads (0 = all available cores)."),
+    workers: int = typer.Option(
+        -1, help="Processes that read and post-process scans while the network runs "
+        "(-1 = auto: up to 8 on a GPU with several scans, else 0 = one scan at a time)."),
     keep_low_cord: bool = typer.Option(
         False, "--keep-low-cord",
         help="Keep cord labels below the L2-L3 disc (default: relabel them thecal sac, as "
@@ -41,32 +36,31 @@ def segment_cmd(
     ids) on the grid and in the orientation of each input. Warnings go to stderr.
     """
     from spinemetrics.cli import fail
-    from spinemetrics.errors import SpinemetricsError
-    from spinemetrics.io import read_image, write_image
-    from spinemetrics.segment import available_threads, load_model, segment
+    from spinemetrics.segment import available_threads, load_model
+    from spinemetrics.segment.batch import segment_files
+    from spinemetrics.segment.model import resolve_device
 
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
     console = stderr_console()
     n_threads = threads or available_threads()
     loaded = load_model(device, model)  # fail early (missing weights, no GPU)
+    if workers < 0:
+        on_gpu = resolve_device(device).type == "cuda"
+        workers = min(8, available_threads() - 1) if on_gpu and len(images) > 1 else 0
     failures: list[str] = []
     with scan_progress(console) as progress:
         task = progress.add_task("segment", total=len(images), counts="")
-        for image in images:
-            progress.update(task, description=f"segment {image.name}")
-            try:
-                img = read_image(image, series=series)
-                res = segment(img, device=device, model=loaded, threads=n_threads,
-                              conus_prior=not keep_low_cord)
-                stem = _stem(image)
-                write_image(res.seg, out / f"{stem}_seg.nii.gz", labels=True)
-                write_image(res.levels, out / f"{stem}_levels.nii.gz", labels=True)
-                for w in res.warnings:
-                    console.print(f"warning: {w}", highlight=False, markup=False)
-            except SpinemetricsError as exc:
-                failures.append(f"{image}: {exc}")
-                console.print(f"error: {image}: {exc}", highlight=False, markup=False)
+        for outcome in segment_files(images, out, device=device, model=loaded, series=series,
+                                     conus_prior=not keep_low_cord, threads=n_threads,
+                                     workers=workers):
+            progress.update(task, description=f"segment {outcome.path.name}")
+            for w in outcome.warnings:
+                console.print(f"warning: {w}", highlight=False, markup=False)
+            if outcome.error:
+                failures.append(f"{outcome.path}: {outcome.error}")
+                console.print(f"error: {outcome.path}: {outcome.error}", highlight=False,
+                              markup=False)
             progress.advance(task)
     if failures:
         fail(f"{len(failures)} of {len(images)} scan(s) failed; first: {failures[0]}")

@@ -32,6 +32,8 @@ from spinemetrics.segment.synth import normalize_percentile
 __all__ = [
     "SegmentationResult",
     "segment",
+    "predict_labels",
+    "finish_segmentation",
     "load_model",
     "predict_probabilities",
     "iter_slice_probabilities",
@@ -590,6 +592,24 @@ def segment(
     ModelError
         Weights missing/corrupt or an unavailable device requested.
     """
+    img, labels, warnings = predict_labels(image, device=device, model=model, threads=threads)
+    return finish_segmentation(img.with_array(labels, kind="seg"), warnings,
+                               derive_level_map=derive_level_map, conus_prior=conus_prior)
+
+
+def predict_labels(
+    image: Image,
+    *,
+    device: str = "auto",
+    model: str | Path | tuple | None = None,
+    threads: int | None = None,
+) -> tuple[Image, np.ndarray, list[str]]:
+    """The network stage of :func:`segment`: input checks and the raw class map.
+
+    Returns the RAS+ image, its arg-max class map (uint8, before post-processing) and the
+    input warnings. Batch work runs this on the GPU while other processes run
+    :func:`finish_segmentation` on earlier scans (:mod:`spinemetrics.segment.batch`).
+    """
     img = image if image.orientation == ("R", "A", "S") else image.to_canonical()
     warnings = list(dict.fromkeys(list(img.meta.get("warnings", [])) + _check_input(img)))
     if isinstance(model, tuple):
@@ -606,6 +626,31 @@ def segment(
     finally:
         if threads:
             torch.set_num_threads(old_threads)
+    return img, labels, warnings
+
+
+def finish_segmentation(
+    raw: Image,
+    warnings: list[str] | None = None,
+    *,
+    derive_level_map: bool = True,
+    conus_prior: bool = True,
+) -> SegmentationResult:
+    """The CPU stage of :func:`segment`: post-processing, level naming and the conus prior.
+
+    Parameters
+    ----------
+    raw : Image
+        RAS+ class map straight from the network (:func:`predict_labels`), with the input
+        image's affine and meta.
+    warnings : list of str, optional
+        Warnings so far (input checks); the stage appends its own.
+    derive_level_map, conus_prior : bool
+        As in :func:`segment`.
+    """
+    img = raw
+    warnings = list(warnings or [])
+    labels = np.asarray(raw.array)
     labels, notes = postprocess(labels, img.voxel_volume_mm3, img.spacing)
     for n in notes:
         log.info(n)

@@ -497,6 +497,8 @@ def _cached(cache_dir: Path | None, key: str, build) -> list[LabelSource]:
         return [LabelSource(sub=z[f"sub{i}"], lut=z[f"lut{i}"], name=str(z[f"name{i}"]),
                             midline_x=float(z[f"mid{i}"])) for i in range(n)]
     out = build()
+    if not out:  # nothing found (wrong --data folder): do not cache the absence
+        return out
     arrays = {"n": np.asarray(len(out))}
     for i, src in enumerate(out):
         arrays.update({f"sub{i}": src.sub, f"lut{i}": src.lut, f"name{i}": np.asarray(src.name),
@@ -524,4 +526,9 @@ def default_sources(
     pan = _cached(cache_dir, f"panoptica_{seed}",
                   lambda: panoptica_sources(data_dir, rng, background_ignore_mm=30.0))
     ts = _cached(cache_dir, "totalseg", lambda: totalseg_sources(data_dir))
+    for found, what in ((pan, "panoptica_lumbar_labels/semantic/{ref,pred}.nii.gz"),
+                        (ts, "totalseg_*_abdomen/example_seg*.nii.gz")):
+        if not found:
+            log.warning("no real label maps %s under %s: training without them; pass the "
+                        "shared data folder as --data", what, data_dir)
     return ph + pan + ts

@@ -50,3 +50,25 @@ def test_cauda_equina_strands_are_thecal_sac_with_nerve_like_contrast(cached_pha
         assert _PRIORS[contrast][55] < _PRIORS[contrast][50] - 0.3
     # every phantom sub-label belongs to a class or to the background blobs
     assert set(np.unique(lut[src.sub]).tolist()) <= set(range(sources.N_CLASSES))
+
+
+def test_missing_real_maps_warn_and_are_not_cached_as_empty(tmp_path, caplog):
+    cache = tmp_path / "cache"
+    with caplog.at_level("WARNING", logger="spinemetrics.segment.sources"):
+        got = sources.default_sources(tmp_path / "not_the_data", phantom_seeds=[], seed=2,
+                                      cache_dir=cache)
+    assert got == []
+    warned = " ".join(r.getMessage() for r in caplog.records)
+    assert "panoptica_lumbar_labels" in warned and "totalseg" in warned and "--data" in warned
+    # a later run with the right folder must not find an empty list cached under these keys
+    assert not (cache / "panoptica_2.npz").exists() and not (cache / "totalseg.npz").exists()
+
+
+def test_real_maps_are_found_and_cached(shared_data, tmp_path):
+    cache = tmp_path / "cache"
+    got = sources.default_sources(shared_data, phantom_seeds=[], seed=0, cache_dir=cache)
+    names = [s.name for s in got]
+    assert "panoptica/ref.nii.gz" in names and any(n.startswith("totalseg") for n in names)
+    again = sources.default_sources(tmp_path / "elsewhere", phantom_seeds=[], seed=0,
+                                    cache_dir=cache)
+    assert [s.name for s in again] == names  # served from the cache, no data folder needed

@@ -59,3 +59,18 @@ def test_pipelined_batch_equals_sequential_and_single_scan(scans, tmp_path):
 def test_output_paths_strip_image_suffixes(tmp_path):
     seg, levels = output_paths(tmp_path / "sub-01_T2w.nii.gz", tmp_path / "out")
     assert seg.name == "sub-01_T2w_seg.nii.gz" and levels.name == "sub-01_T2w_levels.nii.gz"
+
+
+def test_cli_segment_with_workers_records_the_failure_and_writes_the_rest(scans, tmp_path,
+                                                                         capsys):
+    from spinemetrics.cli import main
+
+    out = tmp_path / "cli"
+    rc = main(["segment", str(scans[0]), str(scans[1]), "-o", str(out), "--device", "cpu",
+               "--threads", "1", "--workers", "2"])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert "1 of 2 scan(s) failed" in err and "b_corrupt.nii.gz" in err
+    seg, levels = output_paths(scans[0], out)
+    assert seg.exists() and levels.exists()
+    assert not output_paths(scans[1], out)[0].exists()

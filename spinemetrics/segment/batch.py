@@ -129,8 +129,12 @@ def _pipelined(paths, out_dir, model, device, series, conus_prior, threads, work
                     _finish_and_write, raw, warnings, *outs, conus_prior), None))
             except SpinemetricsError as exc:
                 finishing.append((path, outs, None, str(exc)))
-            # Report in input order, as soon as the oldest scan is done.
-            while finishing and (finishing[0][2] is None or finishing[0][2].done()):
+            # Report in input order, as soon as the oldest scan is done. The network outruns
+            # the CPU stages; reads queue behind finishing jobs in the one FIFO pool, which
+            # already keeps it within about 2 scans per worker. The explicit bound keeps a
+            # cohort of thousands from piling up label maps should reading move elsewhere.
+            while finishing and (finishing[0][2] is None or finishing[0][2].done()
+                                 or len(finishing) > 2 * workers):
                 yield _outcome(*finishing.popleft())
         while finishing:
             yield _outcome(*finishing.popleft())

@@ -74,3 +74,26 @@ def test_cli_segment_with_workers_records_the_failure_and_writes_the_rest(scans,
     seg, levels = output_paths(scans[0], out)
     assert seg.exists() and levels.exists()
     assert not output_paths(scans[1], out)[0].exists()
+
+
+def test_pipelined_batch_bounds_the_scans_in_flight(scans, phantom_t2, tmp_path, monkeypatch):
+    """The network may run ahead of the CPU stages by at most 2 scans per worker (a cohort
+    must not pile up label maps in memory), even when it is instant: a stand-in returning
+    the phantom's true labels makes the single worker the bottleneck."""
+    import spinemetrics.segment.inference as inf
+
+    truth = np.asarray(phantom_t2.seg.array).astype(np.uint8)
+    ahead: list[int] = []
+    done: list = []
+
+    def instant_network(image, **kwargs):
+        ahead.append(len(ahead) - len(done))  # scans passed the network but not yet reported
+        ras = image if image.orientation == ("R", "A", "S") else image.to_canonical()
+        return ras, truth, []
+
+    monkeypatch.setattr(inf, "predict_labels", instant_network)
+    for outcome in segment_files([scans[0]] * 5, tmp_path, device="cpu",
+                                 model=load_model("cpu"), workers=1):
+        done.append(outcome)
+    assert len(done) == 5 and all(o.error is None for o in done)
+    assert max(ahead) <= 2, ahead

@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pydicom
 import pydicom.errors
-import SimpleITK as sitk
 
 from spinemetrics.errors import InputError
 from spinemetrics.io._shape import LPS_TO_RAS
-from spinemetrics.io.itk import quiet_itk, sitk_to_array_affine
+from spinemetrics.io.itk import quiet_itk, sitk, sitk_to_array_affine
 from spinemetrics.provenance import file_sha256
 
 if TYPE_CHECKING:

@@ -82,18 +82,14 @@ def _finish_and_write(raw, warnings: list[str], seg_path: Path, levels_path: Pat
 
 
 def _sequential(paths, out_dir, model, device, series, conus_prior, threads):
-    from spinemetrics.io import read_image, write_image
-    from spinemetrics.segment.inference import segment
+    from spinemetrics.segment.inference import predict_labels
 
     for path in paths:
-        seg_path, levels_path = output_paths(path, out_dir)
+        outs = output_paths(path, out_dir)
         try:
-            img = read_image(path, series=series)
-            res = segment(img, device=device, model=model, threads=threads,
-                          conus_prior=conus_prior)
-            write_image(res.seg, seg_path, labels=True)
-            write_image(res.levels, levels_path, labels=True)
-            yield FileOutcome(path, (seg_path, levels_path), res.warnings)
+            raw, warnings = predict_labels(_read(path, series), device=device, model=model,
+                                           threads=threads)
+            yield FileOutcome(path, outs, _finish_and_write(raw, warnings, *outs, conus_prior))
         except SpinemetricsError as exc:
             yield FileOutcome(path, error=str(exc))
 
@@ -122,9 +118,8 @@ def _pipelined(paths, out_dir, model, device, series, conus_prior, threads, work
             outs = output_paths(path, out_dir)
             try:
                 img = fut.result()
-                ras, labels, warnings = predict_labels(img, device=device, model=model,
-                                                       threads=threads)
-                raw = ras.with_array(labels, kind="seg")
+                raw, warnings = predict_labels(img, device=device, model=model,
+                                               threads=threads)
                 finishing.append((path, outs, pool.submit(
                     _finish_and_write, raw, warnings, *outs, conus_prior), None))
             except SpinemetricsError as exc:

@@ -592,9 +592,9 @@ def segment(
     ModelError
         Weights missing/corrupt or an unavailable device requested.
     """
-    img, labels, warnings = predict_labels(image, device=device, model=model, threads=threads)
-    return finish_segmentation(img.with_array(labels, kind="seg"), warnings,
-                               derive_level_map=derive_level_map, conus_prior=conus_prior)
+    raw, warnings = predict_labels(image, device=device, model=model, threads=threads)
+    return finish_segmentation(raw, warnings, derive_level_map=derive_level_map,
+                               conus_prior=conus_prior)
 
 
 def predict_labels(
@@ -603,12 +603,13 @@ def predict_labels(
     device: str = "auto",
     model: str | Path | tuple | None = None,
     threads: int | None = None,
-) -> tuple[Image, np.ndarray, list[str]]:
+) -> tuple[Image, list[str]]:
     """The network stage of :func:`segment`: input checks and the raw class map.
 
-    Returns the RAS+ image, its arg-max class map (uint8, before post-processing) and the
-    input warnings. Batch work runs this on the GPU while other processes run
-    :func:`finish_segmentation` on earlier scans (:mod:`spinemetrics.segment.batch`).
+    Returns the arg-max class map (uint8, before post-processing) as a RAS+ ``Image`` with
+    the input's affine and meta, and the input warnings. Batch work runs this on the GPU
+    while other processes run :func:`finish_segmentation` on earlier scans
+    (:mod:`spinemetrics.segment.batch`).
     """
     img = image if image.orientation == ("R", "A", "S") else image.to_canonical()
     warnings = list(dict.fromkeys(list(img.meta.get("warnings", [])) + _check_input(img)))
@@ -626,7 +627,7 @@ def predict_labels(
     finally:
         if threads:
             torch.set_num_threads(old_threads)
-    return img, labels, warnings
+    return img.with_array(labels, kind="seg"), warnings
 
 
 def finish_segmentation(

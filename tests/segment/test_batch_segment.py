@@ -89,7 +89,7 @@ def test_pipelined_batch_bounds_the_scans_in_flight(scans, phantom_t2, tmp_path,
     def instant_network(image, **kwargs):
         ahead.append(len(ahead) - len(done))  # scans passed the network but not yet reported
         ras = image if image.orientation == ("R", "A", "S") else image.to_canonical()
-        return ras, truth, []
+        return ras.with_array(truth, kind="seg"), []
 
     monkeypatch.setattr(inf, "predict_labels", instant_network)
     for outcome in segment_files([scans[0]] * 5, tmp_path, device="cpu",

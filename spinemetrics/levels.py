@@ -93,7 +93,18 @@ class LevelResult:
 
 
 def _world_points(idx: np.ndarray, affine: np.ndarray) -> np.ndarray:
-    return idx @ affine[:3, :3].T + affine[:3, 3]
+    # Converting first lets numpy use BLAS: integer @ float takes a loop ~1.5× slower.
+    return idx.astype(np.float64, copy=False) @ affine[:3, :3].T + affine[:3, 3]
+
+
+def _world_centroid(idx: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """World centroid of voxel indices (the affine is linear: map the mean index only)."""
+    return _world_points(idx.mean(axis=0, keepdims=True), affine)[0]
+
+
+def _axis_extent(idx: np.ndarray, affine: np.ndarray, axis: np.ndarray) -> float:
+    """Extent (mm) of voxel indices along world direction ``axis``."""
+    return float(np.ptp(idx.astype(np.float64, copy=False) @ (affine[:3, :3].T @ axis)))
 
 
 def _touches_border(mask_idx: np.ndarray, shape: tuple[int, ...],
@@ -215,8 +226,10 @@ def mid_sagittal_point(centre: np.ndarray, axis: np.ndarray, *clouds: np.ndarray
     return out
 
 
-def _components(mask: np.ndarray, min_vox: float) -> tuple[list[np.ndarray], int]:
-    """Voxel index arrays of the 6-connected components with at least ``min_vox`` voxels."""
+def _components(mask: np.ndarray, min_vox: float,
+                offset: np.ndarray | None = None) -> tuple[list[np.ndarray], int]:
+    """Voxel index arrays of the 6-connected components with at least ``min_vox`` voxels
+    (indices of ``mask`` plus ``offset`` when given)."""
     lab, n = ndimage.label(mask, structure=_SIX)
     if n == 0:
         return [], 0
@@ -227,8 +240,30 @@ def _components(mask: np.ndarray, min_vox: float) -> tuple[list[np.ndarray], int
         if len(sub) < min_vox:
             dropped += 1
             continue
-        comps.append(sub + np.array([s.start for s in sl]))
+        start = np.array([s.start for s in sl])
+        comps.append(sub + (start if offset is None else start + offset))
     return comps, dropped
+
+
+#: Structures that level naming reads (bodies, posterior elements, sacrum, discs, canal).
+_LEVEL_INPUTS = (Structure.vertebral_body, Structure.posterior_elements, Structure.sacrum,
+                 Structure.intervertebral_disc, Structure.thecal_sac, Structure.spinal_cord)
+
+
+def _spine_box(arr: np.ndarray) -> tuple[slice, ...]:
+    """Bounding box of the :data:`_LEVEL_INPUTS` labels grown by one voxel (whole array
+    when none is present)."""
+    # Comparisons, not find_objects: label maps may arrive as floats or with large ids.
+    mask = np.zeros(arr.shape, bool)
+    for s in _LEVEL_INPUTS:
+        mask |= arr == s
+    box = []
+    for d in range(arr.ndim):
+        hit = np.flatnonzero(mask.any(axis=tuple(k for k in range(arr.ndim) if k != d)))
+        if not hit.size:
+            return tuple(slice(0, n) for n in arr.shape)
+        box.append(slice(max(int(hit[0]) - 1, 0), min(int(hit[-1]) + 2, arr.shape[d])))
+    return tuple(box)
 
 
 def _split_discs_at_bodies(
@@ -310,7 +345,7 @@ def _spine_axis(centroids: np.ndarray, sacrum_c: np.ndarray | None) -> np.ndarra
     return axis / np.linalg.norm(axis)
 
 
-def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
+def derive_levels(seg: Image, *, levels: Image | None = None, threads: int = 1) -> LevelResult:
     """Name vertebrae and discs from a semantic label map (contract §3).
 
     Parameters
@@ -320,6 +355,9 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
     levels : Image, optional
         An existing level map on the same grid. It is kept as is and only checked (qc and
         warnings: sacrum present, L6 present, levels cut by the field of view).
+    threads : int
+        Threads for the independent connected-component passes (bodies, sacrum, discs,
+        canal); the result does not depend on it.
 
     Returns
     -------
@@ -348,13 +386,40 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
     warnings: list[str] = []
     reasons: dict[int, set[str]] = {}
 
+    # Array work runs inside the box of the structures that name levels (bodies, posterior
+    # elements, sacrum, discs, canal), grown by one voxel: muscle, vessels and background
+    # fill most of a segmented volume, and whole-volume passes took most of the time.
+    # Voxel indices are shifted back to the full grid, so nothing else changes.
+    shape = arr.shape
+    box = _spine_box(arr)
+    off = np.array([b.start for b in box])
+    arr = arr[box]
     body_mask = arr == Structure.vertebral_body
     if not body_mask.any():
         raise LabelError(
             "segmentation has no vertebral body voxels (label 1); check the label scheme or "
             "convert foreign labels with `spinemetrics convert`"
         )
-    comps, dropped_small = _components(body_mask, _MIN_BODY_MM3 / vox_mm3)
+    jobs = {
+        "body": lambda: _components(body_mask, _MIN_BODY_MM3 / vox_mm3, off),
+        "sacrum": lambda: _components(arr == Structure.sacrum, _MIN_BODY_MM3 / vox_mm3, off),
+        "disc": lambda: _components(arr == Structure.intervertebral_disc,
+                                    _MIN_DISC_MM3 / vox_mm3, off),
+        "canal": lambda: _world_points(np.argwhere((arr == Structure.thecal_sac)
+                                                   | (arr == Structure.spinal_cord)) + off,
+                                       affine),
+        "pe": lambda: _world_points(np.argwhere(arr == Structure.posterior_elements) + off,
+                                    affine),
+    }
+    if threads > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(threads, len(jobs))) as pool:
+            futures = {k: pool.submit(f) for k, f in jobs.items()}
+            got = {k: f.result() for k, f in futures.items()}
+    else:
+        got = {k: f() for k, f in jobs.items()}
+    comps, dropped_small = got["body"]
     if not comps:
         raise LabelError(
             "all vertebral body components are smaller than 500 mm3; the segmentation is "
@@ -367,20 +432,18 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
     if dropped_small:
         warnings.append(f"dropped {dropped_small} small vertebral-body fragment(s)")
 
-    sac_comps, _ = _components(arr == Structure.sacrum, _MIN_BODY_MM3 / vox_mm3)
+    sac_comps, _ = got["sacrum"]
     sacrum_idx = max(sac_comps, key=len) if sac_comps else None
-    sacrum_c = _world_points(sacrum_idx, affine).mean(axis=0) if sacrum_idx is not None else None
+    sacrum_c = _world_centroid(sacrum_idx, affine) if sacrum_idx is not None else None
 
-    cents = np.array([_world_points(c, affine).mean(axis=0) for c in comps])
+    cents = np.array([_world_centroid(c, affine) for c in comps])
     axis = _spine_axis(cents, sacrum_c)
 
     # Lateral fragments: every vertebral body crosses the mid-sagittal plane. A small body
     # piece that stays clear of it (a partial-volumed lateral wall cut off by a disc seam)
     # is not a vertebra: counted as one it shifts every name above it. It joins the
     # nearest vertebra's level instead.
-    canal_w = _world_points(np.argwhere((arr == Structure.thecal_sac)
-                                        | (arr == Structure.spinal_cord)), affine)
-    pe_w = _world_points(np.argwhere(arr == Structure.posterior_elements), affine)
+    canal_w, pe_w = got["canal"], got["pe"]
     med_vox = float(np.median([len(c) for c in comps]))
     lateral = []
     for i, (c, ct) in enumerate(zip(comps, cents, strict=False)):
@@ -396,7 +459,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
                         "plane joined to the nearest vertebra")
 
     # Split merged bodies: components much longer than the typical one along the axis.
-    extents = np.array([np.ptp(_world_points(c, affine) @ axis) for c in comps])
+    extents = np.array([_axis_extent(c, affine, axis) for c in comps])
     split_parts: set[int] = set()  # id() of the parts of split bodies, for their qc
     if len(comps) >= 3:
         typical = float(np.median(extents))
@@ -413,7 +476,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
         if split_parts:
             warnings.append("merged vertebral bodies were split at their narrowest section")
         comps = new_comps
-        cents = np.array([_world_points(c, affine).mean(axis=0) for c in comps])
+        cents = np.array([_world_centroid(c, affine) for c in comps])
 
     # Order caudal → cranial; drop "bodies" below the top of the sacrum (fragments in S1).
     proj = cents @ axis
@@ -428,10 +491,12 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
         sac_pts = _world_points(sacrum_idx, affine)
         sac_s = sac_pts @ axis
         above = np.ones(len(comps), bool)
+        sac_sq = (sac_pts * sac_pts).sum(axis=1)
         for i, ct in enumerate(cents):
-            d = sac_pts - ct
-            radial = np.linalg.norm(d - np.outer(d @ axis, axis), axis=1)
-            near = radial < 15.0
+            # |d|² − (d·axis)², d = sac_pts − ct, without forming d (N × 3) per body
+            along = sac_s - float(ct @ axis)
+            radial_sq = sac_sq - 2.0 * (sac_pts @ ct) + float(ct @ ct) - along * along
+            near = radial_sq < 15.0 ** 2
             if near.sum() >= 10:
                 above[i] = proj[i] > np.percentile(sac_s[near], 99) - 5.0
         if not above.all():
@@ -460,7 +525,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
 
     vols = np.array([len(c) * vox_mm3 for c in comps])
     # Mid-sagittal reference: dural sac, else posterior elements (both near the midline).
-    cuts = [fov_cut(c, arr.shape, affine, mid_sagittal_point(ct, axis, canal_w, pe_w))
+    cuts = [fov_cut(c, shape, affine, mid_sagittal_point(ct, axis, canal_w, pe_w))
             for c, ct in zip(comps, cents, strict=False)]
     # Volumes (size checks, LSTV count) need the whole body: any cut counts.
     partial = [cut is not None for cut in cuts]
@@ -476,25 +541,26 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
             reasons[vid].add("size_outlier")
             warnings.append(f"{level_name(vid)} body is less than half the size of its neighbours")
 
-    out = np.zeros(arr.shape, dtype=np.uint16)
+    out = np.zeros(shape, dtype=np.uint16)
     for vid, c in zip(ids, comps, strict=False):
         out[tuple(c.T)] = vid
     named = cents[: len(ids)]
     for c in fragments:
-        dist = np.linalg.norm(named - _world_points(c, affine).mean(axis=0), axis=1)
+        dist = np.linalg.norm(named - _world_centroid(c, affine), axis=1)
         if dist.min() < 40.0:
             out[tuple(c.T)] = ids[int(np.argmin(dist))]
     if sacrum_idx is not None:
         # All sacrum voxels (incl. small fragments) belong to S1.
-        out[arr == Structure.sacrum] = SACRUM_ID
-    _assign_posterior(out, arr == Structure.posterior_elements, ids, affine)
+        out[box][arr == Structure.sacrum] = SACRUM_ID
+    _assign_posterior(out[box], arr == Structure.posterior_elements, ids, affine)
 
     # LSTV heuristic (module docstring, point 5): transverse-process reach first, body size
     # when the posterior elements are cut or missing.
     lumbar_count: int | None = None
     lstv = False
     if not uncertain and len(comps) >= 3:
-        run, bounded, cue = _lumbar_run_tp(out, arr, comps, ids, affine, axis)
+        run, bounded, cue = _lumbar_run_tp(out[box], arr, off, shape, comps, ids,
+                                           affine, axis)
         if run is None and not any(partial[:3]):
             run, bounded, cue = _lumbar_run_size(vols, partial), None, "size"
             bounded = run is not None and run < len(comps)
@@ -515,9 +581,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
     if sacrum_idx is not None:
         anchors.append((float(sacrum_c @ axis), SACRUM_ID))
     anchors.extend((float(p), vid) for p, vid in zip(proj, ids, strict=False))
-    disc_comps, dropped_discs = _components(
-        arr == Structure.intervertebral_disc, _MIN_DISC_MM3 / vox_mm3
-    )
+    disc_comps, dropped_discs = got["disc"]
     if dropped_discs:
         warnings.append(f"dropped {dropped_discs} small disc fragment(s)")
     disc_comps, n_bridged = _split_discs_at_bodies(disc_comps, affine, axis, anchors,
@@ -527,7 +591,8 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
                         "joined along a vertebral wall) split between the vertebral bodies")
     disc_parts: dict[int, list[int]] = {}
     for dc in disc_comps:
-        dp = float(_world_points(dc, affine).mean(axis=0) @ axis)
+        dc_c = _world_centroid(dc, affine)
+        dp = float(dc_c @ axis)
         upper = None
         for (p_lo, _), (p_hi, vid_hi) in zip(anchors[:-1], anchors[1:], strict=False):
             if p_lo <= dp < p_hi:
@@ -542,8 +607,8 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
         out[tuple(dc.T)] = did
         disc_parts.setdefault(did, []).append(len(dc))
         reasons.setdefault(did, set())
-        dcut = fov_cut(dc, arr.shape, affine, mid_sagittal_point(
-            _world_points(dc, affine).mean(axis=0), axis, canal_w, pe_w))
+        dcut = fov_cut(dc, shape, affine, mid_sagittal_point(
+            dc_c, axis, canal_w, pe_w))
         if dcut:
             reasons[did].add(dcut)
     for did, sizes in disc_parts.items():
@@ -555,7 +620,7 @@ def derive_levels(seg: Image, *, levels: Image | None = None) -> LevelResult:
             reasons[did].add("merged_split")
     if sacrum_idx is not None:
         reasons.setdefault(SACRUM_ID, set())
-        scut = fov_cut(sacrum_idx, arr.shape, affine,
+        scut = fov_cut(sacrum_idx, shape, affine,
                        mid_sagittal_point(sacrum_c, axis, canal_w, pe_w, half_mm=15.0))
         if scut:
             reasons[SACRUM_ID].add(scut)
@@ -611,7 +676,8 @@ def _tp_reach(body_idx: np.ndarray, pe_idx: np.ndarray, affine: np.ndarray,
     return float(np.mean(reach))
 
 
-def _lumbar_run_tp(out: np.ndarray, arr: np.ndarray, comps: list, ids: list[int],
+def _lumbar_run_tp(out: np.ndarray, arr: np.ndarray, offset: np.ndarray,
+                   shape: tuple[int, ...], comps: list, ids: list[int],
                    affine: np.ndarray, axis: np.ndarray):
     """Lumbar-type vertebrae directly above the sacrum, from transverse-process reach.
 
@@ -620,6 +686,9 @@ def _lumbar_run_tp(out: np.ndarray, arr: np.ndarray, comps: list, ids: list[int]
     ``_TP_LUMBAR`` × the longest reach in view. Counting starts with the body on the sacrum
     and stops at the first thoracic-type one. Not used (None) on left/right spacing > 2 mm
     or when the run is shorter than 3 (both mean the processes are not resolved).
+
+    ``out`` and ``arr`` are the level and label maps inside a box starting at ``offset``
+    of an image of ``shape``; ``comps`` hold full-grid indices.
 
     Returns
     -------
@@ -637,10 +706,11 @@ def _lumbar_run_tp(out: np.ndarray, arr: np.ndarray, comps: list, ids: list[int]
     if not len(pe_idx):
         return None, None, None
     pe_ids = out[tuple(pe_idx.T)]
+    pe_idx = pe_idx + offset
     reach: list[float | None] = []
     for vid, c in zip(ids, comps, strict=False):
         mine = pe_idx[pe_ids == vid]
-        if not len(mine) or fov_cut(mine, arr.shape, affine) is not None:
+        if not len(mine) or fov_cut(mine, shape, affine) is not None:
             reach.append(None)
         else:
             reach.append(_tp_reach(c, mine, affine, axis))
@@ -685,26 +755,28 @@ def _assign_posterior(out: np.ndarray, pe: np.ndarray, ids: list[int], affine: n
         return
     from skimage.segmentation import watershed
 
-    bodies = np.isin(out, ids)
-    # Crop to the bounding box of posterior elements and bodies (speed).
-    both = pe | bodies
-    sl = ndimage.find_objects(both.astype(np.uint8))[0]
+    table = np.zeros(max(int(out.max()), max(ids)) + 1, bool)
+    table[ids] = True
+    # Crop to the bounding box of posterior elements and bodies (speed). A tighter box
+    # (posterior elements only) floods the same voxels but breaks geodesic ties otherwise.
+    sl = ndimage.find_objects((pe | table[out]).view(np.uint8))[0]
     sl = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
     sub_out = out[sl]
     sub_pe = pe[sl]
-    markers = np.where(np.isin(sub_out, ids), sub_out, 0).astype(np.int32)
+    is_body = table[sub_out]
+    markers = np.where(is_body, sub_out, 0).astype(np.int32)
     flooded = watershed(np.zeros(sub_pe.shape, dtype=np.uint8), markers=markers,
-                        mask=sub_pe | (markers > 0), connectivity=1)
-    assigned = np.where(sub_pe, flooded, 0)
-    sub_out[sub_pe & (assigned > 0)] = assigned[sub_pe & (assigned > 0)]
-    rest = sub_pe & (assigned == 0)
+                        mask=sub_pe | is_body, connectivity=1)
+    got = sub_pe & (flooded > 0)
+    sub_out[got] = flooded[got]
+    rest = sub_pe & (flooded == 0)
     if rest.any():
-        body_idx = np.argwhere(np.isin(sub_out, ids))
+        body_idx = np.argwhere(table[out])
         if len(body_idx):
             tree = cKDTree(_world_points(body_idx, affine))
-            r_idx = np.argwhere(rest)
+            r_idx = np.argwhere(rest) + [s.start for s in sl]
             _, nn = tree.query(_world_points(r_idx, affine))
-            sub_out[tuple(r_idx.T)] = sub_out[tuple(body_idx[nn].T)]
+            out[tuple(r_idx.T)] = out[tuple(body_idx[nn].T)]
 
 
 def level_qc_from_map(

@@ -303,8 +303,31 @@ _NEAR_CANAL = (Structure.vertebral_body, Structure.posterior_elements, Structure
                Structure.intervertebral_disc)
 
 
+def _canal_in(out: np.ndarray, box: tuple[slice, ...]) -> np.ndarray:
+    """Canal (thecal sac or cord) mask of ``out[box]``."""
+    region = out[box]
+    return (region == Structure.thecal_sac) | (region == Structure.spinal_cord)
+
+
+def _parts_of(out: np.ndarray, s: Structure, boxes: list,
+              parts: dict | None) -> tuple[tuple[slice, ...], np.ndarray, np.ndarray] | None:
+    """Connected parts of structure ``s``: (box, component map, ids still present).
+
+    ``parts`` holds the components :func:`postprocess` already labelled; removing whole
+    components leaves the others unchanged, so they are reused instead of labelled again.
+    """
+    if parts is not None and s in parts:
+        return parts[s]
+    bb = boxes[int(s) - 1] if int(s) <= len(boxes) else None
+    if bb is None:
+        return None
+    lab, n = ndi.label(out[bb] == int(s))
+    return bb, lab, np.arange(1, n + 1)
+
+
 def _drop_far_from_canal(out: np.ndarray, spacing: tuple[float, float, float],
-                         notes: list[str], boxes: list | None = None) -> None:
+                         notes: list[str], boxes: list | None = None,
+                         parts: dict | None = None) -> None:
     """Remove body / posterior-element / sacrum / disc parts that never come near the canal.
 
     The classic synthetic-training error is bowel or pelvis called "vertebral body"
@@ -314,7 +337,7 @@ def _drop_far_from_canal(out: np.ndarray, spacing: tuple[float, float, float],
     cbox = _box_of(boxes, (int(Structure.thecal_sac), int(Structure.spinal_cord)))
     if cbox is None:
         return
-    canal = np.isin(out[cbox], (Structure.thecal_sac, Structure.spinal_cord))
+    canal = _canal_in(out, cbox)
     if canal.sum() * float(np.prod(spacing)) < 2000.0:  # no trustworthy canal: keep all
         return
     cc, n = ndi.label(canal)
@@ -322,32 +345,34 @@ def _drop_far_from_canal(out: np.ndarray, spacing: tuple[float, float, float],
     canal = cc == (np.argmax(sizes) + 1)
     # Distances only inside the canal's bounding box grown by the limit: beyond it every
     # voxel is farther than the limit along one axis (same result, ~4× less work).
-    idx = np.argwhere(canal) + [b.start for b in cbox]
+    cb = ndi.find_objects(canal.astype(np.int8))[0]
+    c_lo = np.array([b.start + c.start for b, c in zip(cbox, cb, strict=True)])
+    c_hi = np.array([b.start + c.stop for b, c in zip(cbox, cb, strict=True)])
     grow = np.ceil(MAX_CANAL_DISTANCE_MM / np.asarray(spacing)).astype(int) + 1
-    lo, hi = np.maximum(idx.min(0) - grow, 0), np.minimum(idx.max(0) + grow + 1, out.shape)
+    lo, hi = np.maximum(c_lo - grow, 0), np.minimum(c_hi + grow, out.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     canal_in_box = np.zeros(hi - lo, bool)
-    canal_in_box[tuple((idx - lo).T)] = True
+    canal_in_box[tuple(slice(a - b, a - b + (c.stop - c.start))
+                       for a, b, c in zip(c_lo, lo, cb, strict=True))] = canal[cb]
     near = np.zeros(out.shape, bool)
     near[box] = ndi.distance_transform_edt(~canal_in_box, sampling=spacing) <= MAX_CANAL_DISTANCE_MM
     for s in _NEAR_CANAL:
-        bb = boxes[int(s) - 1] if int(s) <= len(boxes) else None
-        if bb is None:
+        got = _parts_of(out, s, boxes, parts)
+        if got is None or not got[2].size:
             continue
-        region = out[bb]
-        lab, n = ndi.label(region == int(s))
-        if n == 0:
-            continue
+        bb, lab, alive = got
         close = np.unique(lab[near[bb] & (lab > 0)])  # parts with at least one voxel near
-        far = np.setdiff1d(np.arange(1, n + 1), close)
+        far = np.setdiff1d(alive, close)
         if far.size:
-            region[_label_lookup(far, n)[lab]] = 0
+            out[bb][_label_lookup(far, int(lab.max()))[lab]] = 0
+            if parts is not None and s in parts:
+                parts[s] = (bb, lab, np.setdiff1d(alive, far))
             notes.append(f"{s.name}: removed {far.size} part(s) far from the spinal canal")
 
 
 def _trim_sacrum_above_lumbosacral_disc(
     out: np.ndarray, spacing: tuple[float, float, float], notes: list[str],
-    boxes: list | None = None,
+    boxes: list | None = None, parts: dict | None = None,
 ) -> None:
     """Relabel "sacrum" voxels cranial to the lowest disc (L5-S1) as vertebra parts.
 
@@ -355,35 +380,41 @@ def _trim_sacrum_above_lumbosacral_disc(
     above the lumbosacral disc plane and would make level naming (anchored at the top of the
     sacrum) skip L5. Voxels behind the canal become posterior elements, others background.
     """
-    sac = out == int(Structure.sacrum)
+    boxes = ndi.find_objects(out) if boxes is None else boxes
+    sbox = _box_of(boxes, (int(Structure.sacrum),))
+    if sbox is None:
+        return
+    sac = out[sbox] == int(Structure.sacrum)
     if not sac.any():
         return
-    boxes = ndi.find_objects(out) if boxes is None else boxes
-    dbox = _box_of(boxes, (int(Structure.intervertebral_disc),))
-    if dbox is None:
+    got = _parts_of(out, Structure.intervertebral_disc, boxes, parts)
+    if got is None or not got[2].size:
         return
-    lab, n = ndi.label(out[dbox] == int(Structure.intervertebral_disc))
-    if n == 0:
-        return
+    dbox, lab, alive = got
     sp = np.asarray(spacing)
-    sizes = np.bincount(lab.ravel())[1:] * float(np.prod(sp))
-    ok = np.flatnonzero(sizes >= _MIN_PART_MM3[Structure.intervertebral_disc]) + 1
+    sizes = np.bincount(lab.ravel(), minlength=int(lab.max()) + 1)[alive] * float(np.prod(sp))
+    ok = alive[sizes >= _MIN_PART_MM3[Structure.intervertebral_disc]]
     if ok.size == 0:
         return
-    zc = ndi.center_of_mass(np.ones_like(lab), lab, ok)
-    low = ok[int(np.argmin([c[2] for c in zc]))]  # most inferior disc (world z)
+    flat = np.flatnonzero(lab)
+    ids = lab.ravel()[flat]
+    z_mean = (np.bincount(ids, weights=flat % lab.shape[2], minlength=int(lab.max()) + 1)[ok]
+              / np.bincount(ids, minlength=int(lab.max()) + 1)[ok])
+    low = ok[int(np.argmin(z_mean))]  # most inferior disc (world z)
     pts = (np.argwhere(lab == low) + [b.start for b in dbox]) * sp
     centre = pts.mean(0)
     # Disc plane normal = direction of least spread; oriented cranially (+z).
     _, _, vt = np.linalg.svd(pts - centre, full_matrices=False)
     normal = vt[-1] if vt[-1][2] >= 0 else -vt[-1]
-    sac_idx = np.argwhere(sac)
+    sac_idx = np.argwhere(sac) + [b.start for b in sbox]
     height = (sac_idx * sp - centre) @ normal
     above = height > 3.0
     if not above.any():
         return
-    canal = np.isin(out, (Structure.thecal_sac, Structure.spinal_cord))
-    canal_y = float(np.argwhere(canal)[:, 1].mean()) if canal.any() else np.inf
+    cbox = _box_of(boxes, (int(Structure.thecal_sac), int(Structure.spinal_cord)))
+    canal = _canal_in(out, cbox) if cbox is not None else np.zeros(0, bool)
+    canal_y = (float(np.nonzero(canal)[1].mean()) + cbox[1].start if canal.any()
+               else np.inf)
     idx = sac_idx[above]
     # Behind the canal: facets/laminae → posterior elements. In front: background, not
     # body (a new body fragment would be counted as an extra vertebra).
@@ -393,7 +424,7 @@ def _trim_sacrum_above_lumbosacral_disc(
 
 
 def _separate_bodies(out: np.ndarray, spacing: tuple[float, float, float],
-                     notes: list[str]) -> None:
+                     notes: list[str], boxes: list | None = None) -> None:
     """Cut vertebral bodies that touch each other (through lateral slices) at a disc seam.
 
     Discs are clearest near the midline; off-midline slices with partial-volumed discs often
@@ -401,15 +432,26 @@ def _separate_bodies(out: np.ndarray, spacing: tuple[float, float, float],
     naming would miscount. Seeds = bodies in a ±6 mm mid-sagittal slab, eroded in-plane;
     every body voxel joins its nearest seed; voxels where two bodies meet become disc.
     """
-    body = out == int(Structure.vertebral_body)
-    if not body.any():
+    boxes = ndi.find_objects(out) if boxes is None else boxes
+    bbox = _box_of(boxes, (int(Structure.vertebral_body),))
+    if bbox is None:
         return
+    body_in = out[bbox] == int(Structure.vertebral_body)
+    if not body_in.any():
+        return
+    # Work inside the bodies' tight box: every step below only sees body voxels.
+    tight = ndi.find_objects(body_in.astype(np.int8))[0]
+    bb = tuple(slice(o.start + t.start, o.start + t.stop)
+               for o, t in zip(bbox, tight, strict=True))
+    body = body_in[tight]
     sx, sy, sz = spacing
-    canal = np.isin(out, (Structure.thecal_sac, Structure.spinal_cord))
-    xs = np.argwhere(canal)[:, 0] if canal.any() else np.argwhere(body)[:, 0]
+    cbox = _box_of(boxes, (int(Structure.thecal_sac), int(Structure.spinal_cord)))
+    canal = _canal_in(out, cbox) if cbox is not None else np.zeros(0, bool)
+    xs = (np.nonzero(canal)[0] + cbox[0].start if canal.any()
+          else np.nonzero(body)[0] + bb[0].start)
     x_mid = int(np.median(xs))
     half = max(1, int(round(6.0 / sx)))
-    lo, hi = max(0, x_mid - half), min(out.shape[0], x_mid + half + 1)
+    lo, hi = max(0, x_mid - half - bb[0].start), max(0, x_mid + half + 1 - bb[0].start)
     core = np.zeros_like(body)
     core[lo:hi] = body[lo:hi]
     st = np.zeros((3, 3, 3), bool)
@@ -423,14 +465,13 @@ def _separate_bodies(out: np.ndarray, spacing: tuple[float, float, float],
     big = np.sort(sizes)[-max(3, n // 2):]
     # A small seed is a speck, unless the image's top or bottom face cuts its body (as in
     # postprocess): without its own seed a cut vertebra would join its neighbour.
-    cut = _touches_si_border(seeds, n, 0, out.shape[2], margin=erode)
+    cut = _touches_si_border(seeds, n, bb[2].start, out.shape[2], margin=erode)
     small = np.flatnonzero((sizes < 0.2 * np.median(big)) & ~cut) + 1
     if small.size:
-        seeds[np.isin(seeds, small)] = 0
+        seeds[_label_lookup(small, n)[seeds]] = 0
     if len(np.unique(seeds)) < 3:  # background + at least two bodies
         return
-    bb = ndi.find_objects(body.astype(np.int8))[0]
-    sd, bd = seeds[bb], body[bb]
+    sd, bd = seeds, body
     _, inds = ndi.distance_transform_edt(sd == 0, sampling=spacing, return_indices=True)
     inst = np.where(bd, sd[tuple(inds)], 0)
     seam = np.zeros_like(bd)
@@ -446,54 +487,85 @@ def _separate_bodies(out: np.ndarray, spacing: tuple[float, float, float],
         vol = np.bincount(lab.ravel())[1:] * float(np.prod(spacing))
         tiny = np.flatnonzero(vol < _MIN_PART_MM3[Structure.vertebral_body]) + 1
         if tiny.size:
-            region[np.isin(lab, tiny)] = 0
+            region[_label_lookup(tiny, n)[lab]] = 0
         notes.append(f"vertebral_body: {int(seam.sum())} seam voxel(s) between touching bodies")
 
 
+def _clean_parts(out: np.ndarray, s: Structure, min_mm3: float, box: tuple[slice, ...],
+                 voxel_mm3: float) -> tuple[str | None, tuple | None]:
+    """Drop the too-small parts of structure ``s`` inside ``box`` of ``out`` (in place).
+
+    Returns a note (None when nothing was dropped) and, for structures near the canal,
+    (box, component map, kept ids) for the later steps. Touches only voxels of ``s``, so
+    structures can be cleaned concurrently.
+    """
+    region = out[box]  # a view: edits land in ``out``
+    cc, n = ndi.label(region == int(s))
+    if n == 0:
+        return None, None
+    sizes = np.bincount(cc.ravel())[1:] * voxel_mm3
+    keep = sizes >= min_mm3
+    if s in _RELATIVE_MIN and keep.sum() >= 3:
+        # A real body/disc is not a tiny fraction of its neighbours; such specks would
+        # pose as extra levels. Reference = median of the larger half, so many specks
+        # cannot drag it down. Parts cut by the top or bottom of the field of view are
+        # exempt: a vertebra half outside the image is real (it is named and flagged
+        # partial_fov); on the real T2 re-sliced at 4.5 mm the top body (T11, 7 cm³ in
+        # view) was dropped here although the 1 mm scan kept it.
+        big = np.sort(sizes[keep])[-max(3, int(keep.sum()) // 2):]
+        cut = _touches_si_border(cc, n, box[2].start, out.shape[2])
+        keep &= (sizes >= _RELATIVE_MIN[s] * np.median(big)) | cut
+    if s in _SINGLE_PART:
+        keep = sizes >= max(min_mm3, 0.2 * sizes.max())
+    drop = np.flatnonzero(~keep) + 1
+    note = None
+    if drop.size:
+        region[_label_lookup(drop, n)[cc]] = 0
+        note = f"{s.name}: removed {drop.size} fragment(s)"
+    return note, ((box, cc, np.flatnonzero(keep) + 1) if s in _NEAR_CANAL else None)
+
+
 def postprocess(
-    labels: np.ndarray, voxel_mm3: float, spacing: tuple[float, float, float] | None = None
+    labels: np.ndarray, voxel_mm3: float, spacing: tuple[float, float, float] | None = None,
+    *, threads: int = 1,
 ) -> tuple[np.ndarray, list[str]]:
     """Drop fragments below per-structure minimum sizes; keep one part of single-part structures;
     with ``spacing`` also drop bony/disc parts far from the spinal canal.
 
     Removed voxels become background. Returns the cleaned map and notes (one per change).
+    With ``threads`` > 1 the structures are cleaned concurrently (scipy's labelling releases
+    the GIL); the result does not depend on it.
     """
     out = labels.copy()
     notes: list[str] = []
     # Connected components of each structure inside its own bounding box (one pass finds
     # them all): same result as labelling the whole volume, several times less work.
     boxes = ndi.find_objects(out)
-    for s, min_mm3 in _MIN_PART_MM3.items():
-        bb = boxes[int(s) - 1] if int(s) <= len(boxes) else None
-        if bb is None:
-            continue
-        region = out[bb]  # a view: edits land in ``out``
-        cc, n = ndi.label(region == int(s))
-        if n == 0:
-            continue
-        sizes = np.bincount(cc.ravel())[1:] * voxel_mm3
-        keep = sizes >= min_mm3
-        if s in _RELATIVE_MIN and keep.sum() >= 3:
-            # A real body/disc is not a tiny fraction of its neighbours; such specks would
-            # pose as extra levels. Reference = median of the larger half, so many specks
-            # cannot drag it down. Parts cut by the top or bottom of the field of view are
-            # exempt: a vertebra half outside the image is real (it is named and flagged
-            # partial_fov); on the real T2 re-sliced at 4.5 mm the top body (T11, 7 cm³ in
-            # view) was dropped here although the 1 mm scan kept it.
-            big = np.sort(sizes[keep])[-max(3, int(keep.sum()) // 2):]
-            cut = _touches_si_border(cc, n, bb[2].start, out.shape[2])
-            keep &= (sizes >= _RELATIVE_MIN[s] * np.median(big)) | cut
-        if s in _SINGLE_PART:
-            keep = sizes >= max(min_mm3, 0.2 * sizes.max())
-        drop = np.flatnonzero(~keep) + 1
-        if drop.size:
-            region[_label_lookup(drop, n)[cc]] = 0
-            notes.append(f"{s.name}: removed {drop.size} fragment(s)")
+    todo = [(s, m, boxes[int(s) - 1]) for s, m in _MIN_PART_MM3.items()
+            if int(s) <= len(boxes) and boxes[int(s) - 1] is not None]
+    # Largest boxes first, so that the pool is not left waiting on one big structure.
+    todo.sort(key=lambda t: -int(np.prod([b.stop - b.start for b in t[2]])))
+    if threads > 1 and len(todo) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(threads, len(todo))) as pool:
+            done = list(pool.map(lambda t: _clean_parts(out, t[0], t[1], t[2], voxel_mm3),
+                                 todo))
+    else:
+        done = [_clean_parts(out, s, m, b, voxel_mm3) for s, m, b in todo]
+    by_structure = {t[0]: d for t, d in zip(todo, done, strict=True)}
+    parts: dict = {}  # components the canal-distance and sacrum steps reuse
+    for s in _MIN_PART_MM3:  # notes in structure order, whatever the schedule
+        note, part = by_structure.get(s, (None, None))
+        if note:
+            notes.append(note)
+        if part is not None:
+            parts[s] = part
     if spacing is not None:
         # Boxes found before the drops above still enclose every remaining part.
-        _drop_far_from_canal(out, spacing, notes, boxes)
-        _trim_sacrum_above_lumbosacral_disc(out, spacing, notes, boxes)
-        _separate_bodies(out, spacing, notes)
+        _drop_far_from_canal(out, spacing, notes, boxes, parts)
+        _trim_sacrum_above_lumbosacral_disc(out, spacing, notes, boxes, parts)
+        _separate_bodies(out, spacing, notes, boxes)
     return out, notes
 
 
@@ -573,7 +645,8 @@ def segment(
     model : path or (network, config, meta), optional
         Weight file or a loaded model; default the shipped weights.
     threads : int, optional
-        Torch intra-op threads for this call (default: leave torch's setting).
+        Torch intra-op threads for this call (default: leave torch's setting), and threads
+        of the post-processing (default: torch's thread count).
     derive_level_map : bool
         Name vertebrae and discs (contract §3); if False ``levels`` is all zero.
     conus_prior : bool
@@ -594,7 +667,8 @@ def segment(
     """
     raw, warnings = predict_labels(image, device=device, model=model, threads=threads)
     return finish_segmentation(raw, warnings, derive_level_map=derive_level_map,
-                               conus_prior=conus_prior)
+                               conus_prior=conus_prior,
+                               threads=int(threads or torch.get_num_threads()))
 
 
 def predict_labels(
@@ -636,6 +710,7 @@ def finish_segmentation(
     *,
     derive_level_map: bool = True,
     conus_prior: bool = True,
+    threads: int = 1,
 ) -> SegmentationResult:
     """The CPU stage of :func:`segment`: post-processing, level naming and the conus prior.
 
@@ -648,11 +723,14 @@ def finish_segmentation(
         Warnings so far (input checks); the stage appends its own.
     derive_level_map, conus_prior : bool
         As in :func:`segment`.
+    threads : int
+        Threads for the independent per-structure passes (labelling and distance maps
+        release the GIL); outputs do not depend on it. Batch workers keep 1.
     """
     img = raw
     warnings = list(warnings or [])
     labels = np.asarray(raw.array)
-    labels, notes = postprocess(labels, img.voxel_volume_mm3, img.spacing)
+    labels, notes = postprocess(labels, img.voxel_volume_mm3, img.spacing, threads=threads)
     for n in notes:
         log.info(n)
     name = Path(str(img.meta.get("source_path", "image"))).name
@@ -670,7 +748,7 @@ def finish_segmentation(
         from spinemetrics.levels import derive_levels
 
         try:
-            lv = derive_levels(seg)
+            lv = derive_levels(seg, threads=threads)
             levels_arr = np.asarray(lv.levels.array).astype(np.uint16)
             warnings += [w for w in lv.warnings if w not in warnings]
             qc = dict(lv.qc)

@@ -8,6 +8,7 @@ from analytic import analytic_spine
 
 from spinemetrics.errors import LabelError
 from spinemetrics.image import Image
+from spinemetrics.labels import Structure
 from spinemetrics.levels import derive_levels
 
 
@@ -213,3 +214,49 @@ def test_disc_split_warns_only_for_comparable_parts(spine, cut_at, warned):
     assert ("merged_split" in res.qc["L3-L4"]) is warned
     kept = disc & (arr == 4)
     assert _agreement(res.levels.array, lev.array, kept) == 1.0
+
+
+def _noisy(spine) -> np.ndarray:
+    """The analytic map with a far body blob and L3/L4 joined through their disc."""
+    seg, lev, _ = spine
+    arr = seg.array.copy()
+    arr[2:5, 2:5, 2:5] = 1
+    disc = lev.array == 122
+    centre = np.argwhere(disc).mean(axis=0)
+    arr[disc & (np.linalg.norm(np.indices(arr.shape).transpose(1, 2, 3, 0) - centre,
+                               axis=-1) < 4.0)] = 1
+    return arr
+
+
+def test_levels_do_not_depend_on_threads(spine):
+    seg, _, _ = spine
+    img = seg.with_array(_noisy(spine))
+    one, three = derive_levels(img, threads=1), derive_levels(img, threads=3)
+    assert np.array_equal(one.levels.array, three.levels.array)
+    assert one.qc == three.qc and one.warnings == three.warnings
+    assert set(np.unique(one.levels.array)) >= {20, 21, 22, 23, 24, 26}
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_other_tissue_around_the_spine_changes_nothing(spine, dtype):
+    """Naming works inside the box of the structures it reads. Embedding the map in a larger
+    volume of muscle, vessel and background (so that box starts far from the array origin),
+    with the affine keeping world positions, must give the same level map (shifted), qc
+    and warnings, also for a label map stored as floats."""
+    seg, lev, _ = spine
+    arr = _noisy(spine)
+    pad = ((7, 3), (11, 5), (4, 9))
+    big = np.pad(arr, pad, constant_values=int(Structure.paraspinal_muscle))
+    big[:3] = Structure.vessel
+    big[:, :5] = 0
+    aff = seg.affine.copy()
+    aff[:3, 3] -= aff[:3, :3] @ np.array([p[0] for p in pad], float)
+    ref = derive_levels(seg.with_array(arr))
+    got = derive_levels(Image(big.astype(dtype), aff))
+    inner = tuple(slice(p[0], p[0] + n) for p, n in zip(pad, arr.shape, strict=True))
+    assert np.array_equal(np.asarray(got.levels.array)[inner], ref.levels.array)
+    outside = np.ones(big.shape, bool)
+    outside[inner] = False
+    assert not np.asarray(got.levels.array)[outside].any()
+    assert got.qc == ref.qc and got.warnings == ref.warnings
+    assert _agreement(np.asarray(got.levels.array)[inner], lev.array, seg.array == 4) > 0.97

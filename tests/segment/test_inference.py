@@ -314,3 +314,32 @@ def test_conus_prior_relabels_only_cord_below_l2_l3():
     # no L2-L3 disc named (e.g. out of view): nothing to compare against
     no_disc = np.where(lev == level_id("L2-L3"), 0, lev)
     assert apply_conus_prior(seg, no_disc, aff)[1] is None
+
+
+def test_postprocess_does_not_depend_on_threads():
+    """Structures are cleaned concurrently with threads > 1; the map and notes must be those
+    of the one-thread run. The map carries the usual CNN errors: specks of every structure,
+    a "body" and a "disc" far in front of the spine, a sacrum fragment."""
+    from spinemetrics.phantom import make_phantom, random_params
+
+    ph = make_phantom(random_params(11), spacing=(3.0, 1.0, 1.0), with_image=False)
+    lab = np.asarray(ph.seg.array).copy()
+    rng = np.random.default_rng(0)
+    specks = rng.integers(0, lab.size, 400)
+    lab.ravel()[specks] = rng.integers(1, 12, 400)
+    nx, ny, nz = lab.shape
+    # body-sized (> 0.2 of the phantom's bodies), so only the canal distance removes it
+    lab[nx // 2 - 6:nx // 2 + 6, -16:-2, nz // 2:nz // 2 + 35] = Structure.vertebral_body
+    lab[nx // 2 - 6:nx // 2 + 6, -16:-2, nz // 2 + 40:nz // 2 + 48] = (
+        Structure.intervertebral_disc)
+    lab[1:3, 2:14, 2:20] = Structure.sacrum
+    one, notes_one = postprocess(lab, 3.0, (3.0, 1.0, 1.0), threads=1)
+    four, notes_four = postprocess(lab, 3.0, (3.0, 1.0, 1.0), threads=4)
+    assert np.array_equal(one, four) and notes_one == notes_four
+    assert not (one[:, -16:-2] == Structure.vertebral_body).any()
+    assert not (one[1:3, 2:14, 2:20] == Structure.sacrum).any()
+    assert any("far from the spinal canal" in n for n in notes_one)
+    # The phantom's own structures survive: most of each is kept.
+    for s in (Structure.vertebral_body, Structure.intervertebral_disc, Structure.thecal_sac):
+        truth = np.asarray(ph.seg.array) == s
+        assert (one[truth] == s).mean() > 0.95, s.name

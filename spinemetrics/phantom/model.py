@@ -610,6 +610,9 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
     # ---- vessels
     shapes += _vessels(an)
 
+    # ---- perineural fat around the exiting roots (before everything that bounds it)
+    shapes += _perineural_fat(an)
+
     # ---- sacrum lateral masses and lamina (before the canal, which carves the sacral canal)
     low_v = verts[-1]
     for i, seg in enumerate(an.sacrum[:5]):
@@ -1153,9 +1156,18 @@ def _s1_articular(an: Anatomy) -> list[Shape]:
     return out
 
 
-def _roots(an: Anatomy) -> list[Shape]:
+#: Perineural (foraminal) fat around each exiting root, mm beyond the root's radius; thinner
+#: at degenerated discs, where foraminal narrowing obliterates the fat (Lee 2010 grades 1–2,
+#: MEASURES.md R10). Real foramina are fat-filled: the roots are seen against that fat on T1
+#: and T2, not against soft tissue of their own intensity.
+PERINEURAL_FAT_MM = 2.0
+PERINEURAL_FAT_DEGENERATED_MM = 0.8
+
+
+def _root_paths(an: Anatomy) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
+    """(p0 in the canal, p1 in the foramen, p2 lateral end, disc name) per exiting root."""
     p = an.params
-    out: list[Shape] = []
+    out = []
     for dname, d in an.discs.items():
         v = d.upper
         b = an.bodies[v]
@@ -1169,8 +1181,28 @@ def _roots(an: Anatomy) -> list[Shape]:
             u_ped = an.pedicle_u(v, "R" if sgn > 0 else "L")
             p1 = b.to_anat(sgn * xp, -wall - 3.5, u_ped - hp / 2.0 - 3.5)
             p2 = b.to_anat(sgn * (xp + 28.0), -0.15 * b.depth_mm, -b.height_mm / 2.0 - 12.0)
-            out.append(Capsule(Structure.nerve_root, 0, T.ROOT, p0, p1, 1.8, 3.0, "root"))
-            out.append(Capsule(Structure.nerve_root, 0, T.ROOT, p1, p2, 3.0, 2.4, "root"))
+            out.append((p0, p1, p2, dname))
+    return out
+
+
+def _roots(an: Anatomy) -> list[Shape]:
+    out: list[Shape] = []
+    for p0, p1, p2, _ in _root_paths(an):
+        out.append(Capsule(Structure.nerve_root, 0, T.ROOT, p0, p1, 1.8, 3.0, "root"))
+        out.append(Capsule(Structure.nerve_root, 0, T.ROOT, p1, p2, 3.0, 2.4, "root"))
+    return out
+
+
+def _perineural_fat(an: Anatomy) -> list[Shape]:
+    """Fat sheaths (label 0) around the foraminal and extraforaminal root (p1 → p2).
+
+    Painted before the sacrum, canal contents, roots and bones, which all win over it."""
+    out: list[Shape] = []
+    for _, p1, p2, dname in _root_paths(an):
+        f = (PERINEURAL_FAT_DEGENERATED_MM if an.params.disc_degenerated.get(dname)
+             else PERINEURAL_FAT_MM)
+        out.append(Capsule(Structure.background, 0, T.SUBCUT_FAT, p1, p2, 3.0 + f, 2.4 + f,
+                           "perineural_fat"))
     return out
 
 

@@ -353,3 +353,24 @@ def test_postprocess_removes_cnn_errors_and_keeps_the_anatomy():
     big, big_notes = postprocess(np.pad(lab, pad), 3.0, (3.0, 1.0, 1.0))
     inner = tuple(slice(p[0], p[0] + n) for p, n in zip(pad, lab.shape, strict=True))
     assert np.array_equal(big[inner], out) and big_notes == notes
+
+
+def test_removing_many_parts_at_once_equals_removing_them_in_small_groups():
+    """Part removal switches from per-part boxes to one pass over the map above 256 parts
+    (noisy scans have thousands of specks); both must clear exactly the same voxels."""
+    from spinemetrics.segment.inference import _Parts
+
+    rng = np.random.default_rng(1)
+    lab = ((rng.random((20, 60, 60)) < 0.3)
+           * rng.integers(1, 12, (20, 60, 60))).astype(np.uint8)
+    one_pass, grouped = _Parts.of(lab), _Parts.of(lab)
+    ids = np.flatnonzero((one_pass.sizes < 3) & one_pass.alive)
+    assert len(ids) > 1000
+    a, b = lab.copy(), lab.copy()
+    one_pass.remove(a, ids)
+    for k in range(0, len(ids), 200):
+        grouped.remove(b, ids[k:k + 200])
+    assert np.array_equal(a, b)
+    kept = np.isin(_Parts.of(lab).comp, ids, invert=True)
+    assert np.array_equal(a[kept], lab[kept]) and not a[~kept].any()
+    assert not one_pass.alive[ids].any()

@@ -318,3 +318,27 @@ def test_tissue_only_details_leave_the_label_maps_unchanged():
     assert set(np.unique(lev[tis == T.MODIC]).tolist()) == {23, 24, 26}
     assert set(np.unique(lev[tis == T.HEMANGIOMA]).tolist()) == {21, 22}
     assert set(np.unique(with_lesions.seg.array[tis == T.CAUDA]).tolist()) == {5}
+
+
+def test_exiting_roots_lie_in_perineural_fat():
+    """Outside the canal, the tissue around each root (a 1.5 mm shell) is mostly fat
+    (label 0, perineural fat), thinner at degenerate discs; inside the canal nothing
+    changed: epidural fat keeps its label."""
+    from spinemetrics.phantom import tissues as T
+    from spinemetrics.phantom.model import PERINEURAL_FAT_MM
+
+    ph = make_phantom(random_params(4), spacing=(1.0, 1.0, 1.0), with_image=False)
+    seg, tis = np.asarray(ph.seg.array), np.asarray(ph.tissue.array)
+    root = seg == 7
+    canal = ndimage.binary_dilation(np.isin(seg, (5, 6, 8)), iterations=3)
+    shell = ndimage.binary_dilation(root, iterations=1) & ~root & ~canal
+    bony = np.isin(seg, (1, 2, 3, 4))  # bone and disc bound the foramen and win over fat
+    around = shell & ~bony
+    fat = (tis == T.SUBCUT_FAT) & (seg == 0)
+    assert around.sum() > 500
+    assert fat[around].mean() > 0.8, fat[around].mean()
+    # The sheath reaches PERINEURAL_FAT_MM beyond the root, not much farther.
+    far = ndimage.binary_dilation(root, iterations=int(PERINEURAL_FAT_MM) + 3) & ~canal & ~bony
+    far &= ~ndimage.binary_dilation(root, iterations=int(PERINEURAL_FAT_MM) + 1)
+    assert fat[far].mean() < fat[around].mean() - 0.3
+    assert (seg[(tis == T.EPIDURAL_FAT)] == 8).all()

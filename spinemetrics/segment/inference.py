@@ -269,16 +269,19 @@ def _argmax_classes(prob: torch.Tensor) -> torch.Tensor:
     return idx
 
 
+def _boxes_touch_si_border(boxes: list, z0: int, nz: int, margin: int = 0) -> np.ndarray:
+    """Per bounding box (``find_objects`` slices of a crop starting at slice ``z0`` along S
+    of a RAS volume with ``nz`` such slices; None for absent labels): does it reach within
+    ``margin`` slices of the image's inferior or superior face?"""
+    return np.array([sl is not None and (z0 + sl[2].start <= margin
+                                         or z0 + sl[2].stop >= nz - margin)
+                     for sl in boxes], dtype=bool)
+
+
 def _touches_si_border(cc: np.ndarray, n: int, z0: int, nz: int,
                        margin: int = 0) -> np.ndarray:
-    """Per component of ``cc`` (labels 1..n of a crop starting at slice ``z0`` along S of a
-    RAS volume with ``nz`` such slices): does it reach within ``margin`` slices of the
-    image's inferior or superior face?"""
-    out = np.zeros(n, bool)
-    for k, sl in enumerate(ndi.find_objects(cc, n)):
-        if sl is not None:
-            out[k] = z0 + sl[2].start <= margin or z0 + sl[2].stop >= nz - margin
-    return out
+    """:func:`_boxes_touch_si_border` for the components 1..n of ``cc``."""
+    return _boxes_touch_si_border(ndi.find_objects(cc, n), z0, nz, margin)
 
 
 def _label_lookup(ids: np.ndarray, n: int) -> np.ndarray:
@@ -353,9 +356,7 @@ class _Parts:
         parts, e.g. thousands of specks on a noisy scan, one pass over the map instead)."""
         ids = np.asarray(ids, dtype=np.int64)
         if len(ids) > 256:
-            drop = np.zeros(len(self.cls), bool)
-            drop[ids] = True
-            out[drop[self.comp]] = 0
+            out[_label_lookup(ids, len(self.cls) - 1)[self.comp]] = 0
         else:
             for i in ids:
                 box = self.boxes[i - 1]
@@ -378,11 +379,11 @@ def _drop_far_from_canal(out: np.ndarray, spacing: tuple[float, float, float],
     if canal.sum() * float(np.prod(spacing)) < 2000.0:  # no trustworthy canal: keep all
         return
     cc, n = ndi.label(canal)
-    sizes = np.bincount(cc.ravel())[1:]
-    canal = cc == (np.argmax(sizes) + 1)
+    main = int(np.argmax(np.bincount(cc.ravel())[1:])) + 1
+    canal = cc == main
     # Distances only inside the canal's bounding box grown by the limit: beyond it every
     # voxel is farther than the limit along one axis (same result, ~4× less work).
-    cb = ndi.find_objects(canal.astype(np.int8))[0]
+    cb = ndi.find_objects(cc, main)[main - 1]
     c_lo = np.array([b.start + c.start for b, c in zip(cbox, cb, strict=True)])
     c_hi = np.array([b.start + c.stop for b, c in zip(cbox, cb, strict=True)])
     grow = np.ceil(MAX_CANAL_DISTANCE_MM / np.asarray(spacing)).astype(int) + 1
@@ -541,8 +542,7 @@ def postprocess(
             # partial_fov); on the real T2 re-sliced at 4.5 mm the top body (T11, 7 cm³ in
             # view) was dropped here although the 1 mm scan kept it.
             big = np.sort(sizes[keep])[-max(3, int(keep.sum()) // 2):]
-            cut = np.array([parts.boxes[i - 1][2].start <= 0 or parts.boxes[i - 1][2].stop >= nz
-                            for i in ids])
+            cut = _boxes_touch_si_border([parts.boxes[i - 1] for i in ids], 0, nz)
             keep &= (sizes >= _RELATIVE_MIN[s] * np.median(big)) | cut
         if s in _SINGLE_PART:
             keep = sizes >= max(min_mm3, 0.2 * sizes.max())

@@ -66,6 +66,7 @@ from spinemetrics.phantom.shapes import (
     FuncShape,
     Shape,
     SuperEllipsoid,
+    _frame_coords,
     _pow,
 )
 
@@ -613,6 +614,9 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
     # ---- perineural fat around the exiting roots (before everything that bounds it)
     shapes += _perineural_fat(an)
 
+    # ---- anterior longitudinal ligament (after the vessels, before the sacrum and bodies)
+    shapes += _longitudinal_ligaments(an, "ALL")
+
     # ---- sacrum lateral masses and lamina (before the canal, which carves the sacral canal)
     low_v = verts[-1]
     for i, seg in enumerate(an.sacrum[:5]):
@@ -697,6 +701,9 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
             pieces=canal.pieces(s_hiatus, s_top, r_fat),
         )
     )
+
+    # posterior longitudinal ligament (after the epidural fat, before roots, sac and bone)
+    shapes += _longitudinal_ligaments(an, "PLL")
 
     # nerve roots (before the sac, which overwrites their intradural part)
     shapes += _roots(an)
@@ -893,6 +900,46 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
     shapes += list(body_shapes.values()) + sacral_shapes
     shapes += _marrow_lesions(an)
     return shapes
+
+
+def _longitudinal_ligaments(an: Anatomy, kind: str) -> list[Shape]:
+    """Anterior (``kind="ALL"``) or posterior (``"PLL"``) longitudinal ligament (label 0,
+    tissue ``LIGAMENT``).
+
+    Each body and disc (and S1, for the ALL) gets a copy of its elliptic cylinder grown by
+    the ligament's thickness; the bones and discs painted afterwards keep their own voxels,
+    so what is left is a band on their surface. The ALL covers the anterior third of the
+    circumference (within 60° of the mid-line in the ellipse's own coordinates), the PLL a
+    strip of ``pll_width_mm`` on the posterior wall, inside the canal, where it replaces
+    anterior epidural fat; the thecal sac and the roots are painted over it. Real
+    ligaments are as dark as cortex on T1, T2 and STIR: without them the phantom taught
+    the network that a vertebra ends where its dark rim does, and on real scans bodies and
+    discs took in the ligaments (cervical T2: about one voxel too large in AP, session 8).
+    """
+    p = an.params
+    out: list[Shape] = []
+    cols = list(an.bodies.values()) + list(an.discs.values())
+    if kind == "ALL":
+        cols += list(an.sacrum[:1])
+    t = p.all_thickness_mm if kind == "ALL" else p.pll_thickness_mm
+    if t > 0.0:
+        for c in cols:
+            grown = EllipticSlab(0, 0, T.LIGAMENT, c.centre, c.u, c.a, c.depth_mm / 2.0 + t,
+                                 c.width_mm / 2.0 + t, c.inferior.as_tuple(),
+                                 c.superior.as_tuple())
+
+            def band(x, y, z, g=grown, kind=kind):
+                q0, q1, _ = _frame_coords(x, y, z, g.centre, g.axes)
+                if kind == "ALL":
+                    qa, qx = q1 / g.r_ap, q0 / g.r_lr
+                    side = (qa > 0) & (qa * qa >= 0.25 * (qa * qa + qx * qx))
+                else:
+                    side = (q1 < 0) & (np.abs(q0) <= 0.5 * p.pll_width_mm)
+                return side & g.inside(x, y, z)
+
+            out.append(FuncShape(Structure.background, 0, T.LIGAMENT, grown.lo, grown.hi, band,
+                                 f"{kind.lower()}_{c.name}"))
+    return out
 
 
 def _marrow_lesions(an: Anatomy) -> list[Shape]:
@@ -1164,8 +1211,9 @@ PERINEURAL_FAT_MM = 2.0
 PERINEURAL_FAT_DEGENERATED_MM = 0.8
 
 
-def _root_paths(an: Anatomy) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, str]]:
-    """(p0 in the canal, p1 in the foramen, p2 lateral end, disc name) per exiting root."""
+def _root_paths(an: Anatomy) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, str, str]]:
+    """(p0 in the canal, p1 in the foramen, p2 lateral end, disc name, side) per exiting
+    root."""
     p = an.params
     out = []
     for dname, d in an.discs.items():
@@ -1181,13 +1229,13 @@ def _root_paths(an: Anatomy) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, s
             u_ped = an.pedicle_u(v, "R" if sgn > 0 else "L")
             p1 = b.to_anat(sgn * xp, -wall - 3.5, u_ped - hp / 2.0 - 3.5)
             p2 = b.to_anat(sgn * (xp + 28.0), -0.15 * b.depth_mm, -b.height_mm / 2.0 - 12.0)
-            out.append((p0, p1, p2, dname))
+            out.append((p0, p1, p2, dname, "R" if sgn > 0 else "L"))
     return out
 
 
 def _roots(an: Anatomy) -> list[Shape]:
     out: list[Shape] = []
-    for p0, p1, p2, _ in _root_paths(an):
+    for p0, p1, p2, _, _ in _root_paths(an):
         out.append(Capsule(Structure.nerve_root, 0, T.ROOT, p0, p1, 1.8, 3.0, "root"))
         out.append(Capsule(Structure.nerve_root, 0, T.ROOT, p1, p2, 3.0, 2.4, "root"))
     return out
@@ -1196,11 +1244,17 @@ def _roots(an: Anatomy) -> list[Shape]:
 def _perineural_fat(an: Anatomy) -> list[Shape]:
     """Fat sheaths (label 0) around the foraminal and extraforaminal root (p1 → p2).
 
-    Painted before the sacrum, canal contents, roots and bones, which all win over it."""
+    Thickness per root from ``params.perineural_fat_mm`` (none where it is 0: an
+    obliterated foramen), else the defaults. Painted before the sacrum, canal contents,
+    roots and bones, which all win over it."""
     out: list[Shape] = []
-    for _, p1, p2, dname in _root_paths(an):
-        f = (PERINEURAL_FAT_DEGENERATED_MM if an.params.disc_degenerated.get(dname)
-             else PERINEURAL_FAT_MM)
+    for _, p1, p2, dname, side in _root_paths(an):
+        f = an.params.perineural_fat_mm.get(
+            f"{dname}:{side}",
+            PERINEURAL_FAT_DEGENERATED_MM if an.params.disc_degenerated.get(dname)
+            else PERINEURAL_FAT_MM)
+        if f <= 0.0:
+            continue
         out.append(Capsule(Structure.background, 0, T.SUBCUT_FAT, p1, p2, 3.0 + f, 2.4 + f,
                            "perineural_fat"))
     return out

@@ -119,6 +119,14 @@ class PhantomParams:
     #: haemangioma per vertebra: (x, a, u) position as fractions of the semi-axes / 2 and a
     #: radius as a fraction (≤ 0.3) of the smallest body half-dimension (tissue only)
     hemangioma: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    #: fat sheath (mm) around each exiting root in its foramen ("L4-L5:L"); missing keys use
+    #: the model's defaults (2.0 mm, 0.8 mm at degenerate discs); 0 = obliterated foramen
+    perineural_fat_mm: dict[str, float] = field(default_factory=dict)
+    #: anterior / posterior longitudinal ligament thickness (mm; 0 = not drawn): dark bands
+    #: on the anterior surface of bodies and discs and on their posterior (canal) surface
+    all_thickness_mm: float = 0.0
+    pll_thickness_mm: float = 0.0
+    pll_width_mm: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -268,7 +276,7 @@ def random_params(seed: int = 0, lumbar_count: int = 5, top: str = "T12") -> Pha
         for s in ("L", "R")
     }
 
-    return PhantomParams(
+    params = PhantomParams(
         seed=int(seed),
         subject=f"phantom{seed:04d}",
         vertebrae=tuple(verts),
@@ -315,3 +323,19 @@ def random_params(seed: int = 0, lumbar_count: int = 5, top: str = "T12") -> Pha
         modic_mm=modic,
         hemangioma=hemangioma,
     )
+    # Drawn after everything else, so that every parameter above is what it was before
+    # these were added (cached phantoms and published test sets keep their geometry).
+    # Foramina: fat around most roots, obliterated (0 mm) around some, more often at
+    # degenerate discs (Lee 2010 grades 2-3, MEASURES.md R10).
+    params.perineural_fat_mm = {
+        f"{d}:{s}": (0.0 if rng.random() < (0.4 if degen[d] else 0.1)
+                     else float(rng.uniform(0.3, 1.2) if degen[d] else rng.uniform(1.0, 3.0)))
+        for d in discs
+        for s in ("L", "R")
+    }
+    # Longitudinal ligaments: ALL 1-2.5 mm, PLL 0.6-1.5 mm thick and 8-16 mm wide; both
+    # dark on every sequence, like the cortex they lie on.
+    params.all_thickness_mm = float(rng.uniform(1.0, 2.5))
+    params.pll_thickness_mm = float(rng.uniform(0.6, 1.5))
+    params.pll_width_mm = float(rng.uniform(8.0, 16.0))
+    return params

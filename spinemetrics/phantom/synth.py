@@ -79,6 +79,7 @@ _TABLE = {
     T.HEMANGIOMA: (0.85, 0.75, 0.3),
     T.CAUDA: (0.4, 0.35, 0.45),
     T.SPLEEN: (0.35, 0.5, 0.55),
+    T.LIGAMENT: (0.08, 0.07, 0.07),
 }
 for _i, _c in enumerate(("T1", "T2", "STIR")):
     INTENSITY[_c] = np.array([_TABLE[t][_i] for t in range(T.N_TISSUES)], np.float32)

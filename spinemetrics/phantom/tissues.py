@@ -39,7 +39,8 @@ SPLEEN = 24
 MODIC = 25  # oedema / fatty marrow band next to a degenerate disc (label 1)
 HEMANGIOMA = 26  # focal fatty lesion inside a body (label 1)
 CAUDA = 27  # cauda equina strands inside the thecal sac (label 5)
-N_TISSUES = 28
+LIGAMENT = 28  # anterior / posterior longitudinal ligament (label 0)
+N_TISSUES = 29
 
 NAMES = {
     AIR: "air",
@@ -70,6 +71,7 @@ NAMES = {
     MODIC: "modic_marrow",
     HEMANGIOMA: "hemangioma",
     CAUDA: "cauda_equina",
+    LIGAMENT: "longitudinal_ligament",
 }
 
 #: contract label of each tissue (index = tissue id)

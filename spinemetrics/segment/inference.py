@@ -156,6 +156,19 @@ def _context_offset(spacing_x: float, context_mm: float) -> int:
     return max(1, int(np.floor(context_mm / max(spacing_x, 1e-3) + 0.5)))
 
 
+def _centred_box(vol: np.ndarray, k: int) -> np.ndarray:
+    """Mean over ``k`` slices along axis 0, centred on each slice.
+
+    An even ``uniform_filter1d`` window is off centre by half a slice (k = 4 on 1 mm
+    slices: [i-2, i+1]), which moved every thin-slice prediction 0.5-0.75 mm sideways;
+    for even ``k`` the two half-shifted windows are averaged (weights 1/2k at both ends)."""
+    out = ndi.uniform_filter1d(vol, size=k, axis=0, mode="nearest")
+    if k % 2 == 0:
+        out += ndi.uniform_filter1d(vol, size=k, axis=0, mode="nearest", origin=-1)
+        out *= 0.5
+    return out
+
+
 def iter_slice_probabilities(
     img: Image,
     net: torch.nn.Module,
@@ -190,8 +203,7 @@ def iter_slice_probabilities(
         vol = F.interpolate(arr[:, None], size=(ty, tz), mode="bilinear", align_corners=False,
                             antialias=(ty < ny or tz < nz))[:, 0]
         if k > 1:  # thin slices: average over ~k slices, like the thick slices of training
-            vol = torch.from_numpy(ndi.uniform_filter1d(vol.numpy(), size=k, axis=0,
-                                                        mode="nearest"))
+            vol = torch.from_numpy(_centred_box(vol.numpy(), k))
         grids.append((normalize_percentile(vol), ty, tz))
     n_ctx = int(config.get("in_channels", 3))
     offs = (np.arange(n_ctx) - n_ctx // 2) * k

@@ -6,6 +6,8 @@ rendered maps' physics (partial-volume bounds), never from the phantom's output 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -320,25 +322,85 @@ def test_tissue_only_details_leave_the_label_maps_unchanged():
     assert set(np.unique(with_lesions.seg.array[tis == T.CAUDA]).tolist()) == {5}
 
 
-def test_exiting_roots_lie_in_perineural_fat():
-    """Outside the canal, the tissue around each root (a 1.5 mm shell) is mostly fat
-    (label 0, perineural fat), thinner at degenerate discs; inside the canal nothing
-    changed: epidural fat keeps its label."""
+def _root_shell_fat(params):
+    """Share of fat (label 0) in a 1.5 mm shell around the roots outside canal and bone,
+    and in a shell 2-4 mm farther out."""
     from spinemetrics.phantom import tissues as T
-    from spinemetrics.phantom.model import PERINEURAL_FAT_MM
 
-    ph = make_phantom(random_params(4), spacing=(1.0, 1.0, 1.0), with_image=False)
+    ph = make_phantom(params, spacing=(1.0, 1.0, 1.0), with_image=False)
     seg, tis = np.asarray(ph.seg.array), np.asarray(ph.tissue.array)
     root = seg == 7
     canal = ndimage.binary_dilation(np.isin(seg, (5, 6, 8)), iterations=3)
-    shell = ndimage.binary_dilation(root, iterations=1) & ~root & ~canal
     bony = np.isin(seg, (1, 2, 3, 4))  # bone and disc bound the foramen and win over fat
-    around = shell & ~bony
+    around = ndimage.binary_dilation(root, iterations=1) & ~root & ~canal & ~bony
     fat = (tis == T.SUBCUT_FAT) & (seg == 0)
+    far = ndimage.binary_dilation(root, iterations=5) & ~canal & ~bony
+    far &= ~ndimage.binary_dilation(root, iterations=3)
+    assert (seg[(tis == T.EPIDURAL_FAT)] == 8).all()  # epidural fat keeps its label
     assert around.sum() > 500
-    assert fat[around].mean() > 0.8, fat[around].mean()
-    # The sheath reaches PERINEURAL_FAT_MM beyond the root, not much farther.
-    far = ndimage.binary_dilation(root, iterations=int(PERINEURAL_FAT_MM) + 3) & ~canal & ~bony
-    far &= ~ndimage.binary_dilation(root, iterations=int(PERINEURAL_FAT_MM) + 1)
-    assert fat[far].mean() < fat[around].mean() - 0.3
-    assert (seg[(tis == T.EPIDURAL_FAT)] == 8).all()
+    return float(fat[around].mean()), float(fat[far].mean())
+
+
+def test_exiting_roots_lie_in_perineural_fat():
+    """With a 2 mm sheath on every root, the tissue around the roots outside the canal is
+    mostly fat (label 0), and the sheath does not reach much farther; with the sheath set
+    to 0 (obliterated foramina) it is not fat."""
+    base = random_params(4)
+    keys = list(base.perineural_fat_mm)
+    assert len(keys) == 2 * len(base.discs)
+    with_fat = replace(base, perineural_fat_mm=dict.fromkeys(keys, 2.0))
+    near, far = _root_shell_fat(with_fat)
+    assert near > 0.8, near
+    assert far < near - 0.3, (near, far)
+    no_fat = replace(base, perineural_fat_mm=dict.fromkeys(keys, 0.0))
+    near0, _ = _root_shell_fat(no_fat)
+    assert near0 < 0.2, near0
+
+
+def test_perineural_fat_varies_per_root_and_is_thinner_at_degenerate_discs():
+    """Drawn per root: some foramina without fat, more of them (and thinner sheaths) at
+    degenerate discs; the draw leaves every earlier parameter unchanged."""
+    fat_n, fat_d = [], []
+    for seed in range(40):
+        p = random_params(seed)
+        for key, f in p.perineural_fat_mm.items():
+            (fat_d if p.disc_degenerated[key.split(":")[0]] else fat_n).append(f)
+    fat_n, fat_d = np.array(fat_n), np.array(fat_d)
+    assert 0.03 < (fat_n == 0).mean() < 0.2
+    assert 0.25 < (fat_d == 0).mean() < 0.6
+    assert np.median(fat_n[fat_n > 0]) > 1.5 > np.median(fat_d[fat_d > 0])
+
+
+def test_longitudinal_ligaments_line_the_front_and_back_of_the_column():
+    """ALL in front of bodies and discs (dark tissue, label 0), PLL behind them in the
+    canal; both as thick as drawn and absent when their thickness is 0."""
+    from spinemetrics.phantom import tissues as T
+
+    p = random_params(6)
+    ph = make_phantom(p, spacing=(1.0, 1.0, 1.0), with_image=False)
+    seg, tis = np.asarray(ph.seg.array), np.asarray(ph.tissue.array)
+    lig = tis == T.LIGAMENT
+    assert (seg[lig] == 0).all()
+    x = seg.shape[0] // 2
+    col = np.isin(seg[x], (1, 4))  # bodies and discs on the mid-sagittal slice
+    anterior, posterior = [], []
+    for z in range(seg.shape[2]):
+        ys = np.nonzero(col[:, z])[0]
+        if len(ys) < 20:
+            continue
+        front = lig[x, ys.max() + 1: ys.max() + 6, z]  # y grows anteriorly (RAS)
+        back = lig[x, max(ys.min() - 5, 0): ys.min(), z]
+        anterior.append(front.sum())
+        posterior.append(back.sum())
+    anterior, posterior = np.array(anterior), np.array(posterior)
+    assert len(anterior) > 100
+    # voxel counts along the AP line: thickness / cos(tilt), on a 1 mm grid
+    assert abs(np.median(anterior) - p.all_thickness_mm) <= 1.0, np.median(anterior)
+    assert abs(np.median(posterior) - p.pll_thickness_mm) <= 1.0, np.median(posterior)
+    assert (anterior > 0).mean() > 0.9
+    none = make_phantom(replace(p, all_thickness_mm=0.0, pll_thickness_mm=0.0),
+                        spacing=(1.0, 1.0, 1.0), with_image=False)
+    assert not (np.asarray(none.tissue.array) == T.LIGAMENT).any()
+    # the ligaments take no voxel from bone, disc, sac or cord
+    for lab in (1, 2, 3, 4, 5, 6):
+        assert ((np.asarray(none.seg.array) == lab) == (seg == lab)).all(), lab

@@ -374,3 +374,19 @@ def test_removing_many_parts_at_once_equals_removing_them_in_small_groups():
     kept = np.isin(_Parts.of(lab).comp, ids, invert=True)
     assert np.array_equal(a[kept], lab[kept]) and not a[~kept].any()
     assert not one_pass.alive[ids].any()
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 5])
+def test_thin_slice_box_average_is_centred(k):
+    """The box average of thin slices keeps an impulse centred on its slice (an even
+    window used to move it half a slice sideways), sums to one and keeps a constant."""
+    from spinemetrics.segment.inference import _centred_box
+
+    vol = np.zeros((21, 3, 2), np.float32)
+    vol[10] = 1.0
+    out = _centred_box(vol.copy(), k)[:, 0, 0]
+    np.testing.assert_allclose(out, out[::-1], atol=1e-7)  # symmetric about slice 10
+    assert out.sum() == pytest.approx(1.0)
+    assert (out * np.arange(21)).sum() == pytest.approx(10.0)  # centre of mass
+    assert np.count_nonzero(out) == (k if k % 2 else k + 1)
+    np.testing.assert_allclose(_centred_box(np.full((9, 2, 2), 3.0, np.float32), k), 3.0)

@@ -630,6 +630,17 @@ def derive_levels(seg: Image, *, levels: Image | None = None, threads: int = 1) 
         global_reasons.add("level_uncertain")
     if lstv:
         global_reasons.add("lstv_suspected")
+    if sacrum_idx is not None and disc_comps and DISC_OFFSET + ids[0] not in disc_parts:
+        # Discs were found, but none between the lowest body and the sacrum. Either S1 was
+        # segmented as a vertebral body (then it is named L5 and every name above is one
+        # level high), or the lumbosacral disc is collapsed or absent (transitional
+        # vertebra). The label map cannot tell these apart; say so on every level.
+        global_reasons.add("lumbosacral_disc_missing")
+        warnings.append(
+            f"no disc between the lowest vertebral body ({level_name(ids[0])}) and the "
+            "sacrum: if that body is really S1, every level name is one too high; check the "
+            "lumbosacral junction (qc lumbosacral_disc_missing)"
+        )
     qc = {}
     for lid, rs in reasons.items():
         rs = rs | global_reasons

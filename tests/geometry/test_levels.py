@@ -260,3 +260,21 @@ def test_other_tissue_around_the_spine_changes_nothing(spine, dtype):
     assert not np.asarray(got.levels.array)[outside].any()
     assert got.qc == ref.qc and got.warnings == ref.warnings
     assert _agreement(np.asarray(got.levels.array)[inner], lev.array, seg.array == 4) > 0.97
+
+
+def test_missing_lumbosacral_disc_is_flagged_on_every_level(spine):
+    """With the L5-S1 disc gone (S1 read as a body, or a collapsed disc), the names cannot
+    be trusted: every level carries qc lumbosacral_disc_missing and a warning says why.
+    With the disc present nothing is flagged (test_names_anchor_at_sacrum)."""
+    seg, lev, _ = spine
+    arr = np.asarray(seg.array).copy()
+    arr[np.asarray(lev.array) == 124] = 0  # the L5-S1 disc
+    res = derive_levels(seg.with_array(arr))
+    assert "L5-S1" not in res.qc
+    assert all("lumbosacral_disc_missing" in v for v in res.qc.values())
+    assert any("no disc between the lowest vertebral body (L5)" in w for w in res.warnings)
+    # another disc missing instead: no such flag
+    arr = np.asarray(seg.array).copy()
+    arr[np.asarray(lev.array) == 122] = 0  # L3-L4
+    res = derive_levels(seg.with_array(arr))
+    assert not any("lumbosacral_disc_missing" in v for v in res.qc.values())

@@ -54,17 +54,13 @@ def main() -> None:
         disc = np.argwhere(lev == L5_S1_DISC)
         if len(disc) == 0:
             continue
-        # S coordinate of every voxel index along si_axis at the disc's other indices
-        s_disc = (aff[:3, :3] @ disc.T + aff[:3, 3:]).T[:, 2].min()
+        s_disc = (aff[:3, :3] @ disc.T + aff[:3, 3:]).T[:, 2].min()  # bottom of the disc
+        # S coordinate of every index along si_axis, at the disc's centre in the other axes
+        pts = np.repeat(disc.mean(0)[None], img.shape[si_axis], 0)
+        pts[:, si_axis] = np.arange(img.shape[si_axis])
+        s_idx = (aff[:3, :3] @ pts.T + aff[:3, 3:]).T[:, 2]
         for cut in cuts:
-            s_cut = s_disc - cut
-            # keep indices whose S (at the disc's centre in the other axes) is above s_cut
-            centre = disc.mean(0)
-            idx = np.arange(img.shape[si_axis])
-            pts = np.repeat(centre[None], len(idx), 0)
-            pts[:, si_axis] = idx
-            s_idx = (aff[:3, :3] @ pts.T + aff[:3, 3:]).T[:, 2]
-            keep = np.flatnonzero(s_idx >= s_cut)
+            keep = np.flatnonzero(s_idx >= s_disc - cut)
             lo, hi = int(keep.min()), int(keep.max()) + 1
             sl = [slice(None)] * 3
             sl[si_axis] = slice(lo, hi)

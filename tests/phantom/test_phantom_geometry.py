@@ -398,6 +398,7 @@ def test_longitudinal_ligaments_line_the_front_and_back_of_the_column():
     assert abs(np.median(anterior) - p.all_thickness_mm) <= 1.0, np.median(anterior)
     assert abs(np.median(posterior) - p.pll_thickness_mm) <= 1.0, np.median(posterior)
     assert (anterior > 0).mean() > 0.9
+    assert (posterior > 0).mean() > 0.8  # the sac, painted later, may cover a little
     none = make_phantom(replace(p, all_thickness_mm=0.0, pll_thickness_mm=0.0),
                         spacing=(1.0, 1.0, 1.0), with_image=False)
     assert not (np.asarray(none.tissue.array) == T.LIGAMENT).any()

@@ -10,7 +10,10 @@ Sub-label numbering (shared by all sources):
 
 * ``0``: outside the source's field of view (air or unknown tissue in the synthetic image);
 * ``10*c + k`` (``k`` 0–9) for contract class ``c`` = 1–11 (e.g. 10 cortical rim, 11 marrow);
-* ``200``–``239``: background tissue blobs / organs (class 0);
+* ``200``–``249``: background tissue (class 0): ``200``–``219`` random blobs and organs
+  (:data:`_ORGAN0`…), ``220 + t`` the phantom's background tissue ``t`` (fat, ilium
+  cortex, ligaments…; :data:`_TISSUE0`), which contrast priors address by id — the two
+  ranges are disjoint so that a prior meant for phantom fat never lands on an organ;
 * ``250``–``254``: tissue whose class is unknown in that source (class :data:`IGNORE`).
 """
 
@@ -38,6 +41,7 @@ __all__ = [
     "totalseg_sources",
     "phantom_sources",
     "phantom_fingerprint",
+    "real_sources_fingerprint",
     "default_sources",
     "pair_sources",
 ]
@@ -50,6 +54,12 @@ IGNORE = 255
 N_CLASSES = 12
 
 _BLOB0 = 200
+#: Sub-labels of TotalSegmentator organs: 202–219 (18 ids, reused cyclically).
+_ORGAN0, _N_ORGAN_IDS = 202, 18
+#: Phantom background tissue ``t`` (spinemetrics.phantom tissue ids) is sub-label 220 + t
+#: (written ``_BLOB0 + 20 + t`` in :func:`_phantom_sub`, whose source text is part of the
+#: phantom cache fingerprint).
+_TISSUE0 = 220
 _UNKNOWN0 = 250
 
 
@@ -253,7 +263,7 @@ def _ts_source(arr: np.ndarray, spine: set, muscle: set, vessel: set, name: str)
     sub = np.zeros(arr.shape, dtype=np.uint8)
     organs = [v for v in np.unique(arr) if v and v not in spine | muscle | vessel]
     for i, v in enumerate(organs):  # each organ its own background tissue
-        sub[arr == v] = _BLOB0 + 8 + (i % 30)
+        sub[arr == v] = _ORGAN0 + (i % _N_ORGAN_IDS)
     sub[np.isin(arr, list(muscle))] = 100
     sub[np.isin(arr, list(vessel))] = 110
     body = ndi.binary_closing(arr > 0, iterations=3)
@@ -487,19 +497,42 @@ def pair_sources(
     return out
 
 
+@functools.cache
+def real_sources_fingerprint() -> str:
+    """Fingerprint of the code that turns the real label maps into training sources.
+
+    SHA-256 (first 16 hex digits) of the builders' source text (:func:`panoptica_sources`,
+    :func:`totalseg_sources` and what they call). Cached ``panoptica_<seed>.npz`` /
+    ``totalseg.npz`` files carry it; one written by other code is rebuilt (until 2026-11-27
+    they carried none, so a change of sub-label numbering went unnoticed by old caches).
+    """
+    import hashlib
+    import inspect
+
+    h = hashlib.sha256()
+    for fn in (base_lut, _blobs, _shell, resample_nearest_iso, from_contract_seg,
+               _spineps_to_contract, panoptica_sources, _ts_source, totalseg_sources):
+        h.update(inspect.getsource(fn).encode())
+    h.update(repr((_BLOB0, _ORGAN0, _N_ORGAN_IDS, _UNKNOWN0, IGNORE)).encode())
+    return h.hexdigest()[:16]
+
+
 def _cached(cache_dir: Path | None, key: str, build) -> list[LabelSource]:
     if cache_dir is None:
         return build()
     path = Path(cache_dir) / f"{key}.npz"
+    fingerprint = real_sources_fingerprint()
     if path.exists():
         z = np.load(path, allow_pickle=False)
-        n = int(z["n"])
-        return [LabelSource(sub=z[f"sub{i}"], lut=z[f"lut{i}"], name=str(z[f"name{i}"]),
-                            midline_x=float(z[f"mid{i}"])) for i in range(n)]
+        if "fingerprint" in z.files and str(z["fingerprint"]) == fingerprint:
+            n = int(z["n"])
+            return [LabelSource(sub=z[f"sub{i}"], lut=z[f"lut{i}"], name=str(z[f"name{i}"]),
+                                midline_x=float(z[f"mid{i}"])) for i in range(n)]
+        log.info("%s was written by other source code: rebuilding it", path)
     out = build()
     if not out:  # nothing found (wrong --data folder): do not cache the absence
         return out
-    arrays = {"n": np.asarray(len(out))}
+    arrays = {"n": np.asarray(len(out)), "fingerprint": np.asarray(fingerprint)}
     for i, src in enumerate(out):
         arrays.update({f"sub{i}": src.sub, f"lut{i}": src.lut, f"name{i}": np.asarray(src.name),
                        f"mid{i}": np.asarray(src.midline_x)})

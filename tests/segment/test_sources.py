@@ -72,3 +72,33 @@ def test_real_maps_are_found_and_cached(shared_data, tmp_path):
     again = sources.default_sources(tmp_path / "elsewhere", phantom_seeds=[], seed=0,
                                     cache_dir=cache)
     assert [s.name for s in again] == names  # served from the cache, no data folder needed
+
+
+def test_stale_real_source_cache_is_rebuilt(shared_data, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    first = sources.default_sources(shared_data, phantom_seeds=[], seed=0, cache_dir=cache)
+    assert str(np.load(cache / "totalseg.npz")["fingerprint"]) == \
+        sources.real_sources_fingerprint()
+    monkeypatch.setattr(sources, "real_sources_fingerprint", lambda: "fedcba9876543210")
+    # other code wrote the cache: the data folder is needed again, and it is rebuilt
+    assert sources.default_sources(tmp_path / "elsewhere", phantom_seeds=[], seed=0,
+                                   cache_dir=cache) == []
+    again = sources.default_sources(shared_data, phantom_seeds=[], seed=0, cache_dir=cache)
+    assert str(np.load(cache / "totalseg.npz")["fingerprint"]) == "fedcba9876543210"
+    assert [s.name for s in again] == [s.name for s in first]
+    for a, b in zip(again, first, strict=True):
+        assert np.array_equal(a.sub, b.sub)
+
+
+def test_contrast_priors_of_phantom_tissues_never_land_on_organs(shared_data):
+    """Priors keyed by phantom background-tissue ids (220 + t) must not also name a
+    TotalSegmentator organ, or an organ gets fat's brightness."""
+    ts = sources.totalseg_sources(shared_data)
+    assert ts
+    organ_ids = set()
+    for src in ts:
+        organ_ids |= {i for i in np.unique(src.sub).tolist() if 200 <= i < 250}
+    assert len(organ_ids) > 12  # many organs, each its own background tissue
+    tissue_prior_ids = {k for p in _PRIORS.values() for k in p if 220 <= k < 250}
+    assert tissue_prior_ids >= {221, 241, 248}
+    assert not organ_ids & set(range(sources._TISSUE0, 250))

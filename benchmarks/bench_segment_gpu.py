@@ -153,6 +153,12 @@ def main() -> None:
             derive_levels(canon.with_array(post.astype("uint8"), kind="seg"))
             times_pp.append(b - a)
             times_lv.append(time.perf_counter() - b)
+        if dev.type == "cuda":
+            # the same network on the CPU: the GPU path (resampling, normalisation and
+            # network on the device) must give the CPU's class map
+            net_cpu, cfg_cpu, _ = load_model("cpu")
+            lab_cpu = inf.predict_probabilities(canon, net_cpu, cfg_cpu, "cpu")
+            result["cpu_gpu_label_agreement"] = float((lab_cpu == lab).mean())
         stages["postprocess_s"] = statistics.median(times_pp)
         stages["derive_levels_s"] = statistics.median(times_lv)
         result["stages"] = stages

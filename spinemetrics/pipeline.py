@@ -230,7 +230,7 @@ def check_input(image: Image) -> list[str]:
                          "T2-weighted MR series")
     if not np.issubdtype(arr.dtype, np.number) or arr.size == 0:
         raise InputError(f"image has no numeric voxels (dtype {arr.dtype}); check the file")
-    sample = arr.ravel()[:: max(1, arr.size // 200_000)].astype(np.float64)
+    sample = arr.flat[:: max(1, arr.size // 200_000)].astype(np.float64)
     if not np.isfinite(sample).any():
         raise InputError("image holds no finite values; check the file")
     air = float(np.mean(sample < CT_AIR_HU))

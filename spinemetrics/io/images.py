@@ -318,7 +318,7 @@ def check_mr_sagittal(img: Image) -> list[str]:
             "trained for MR, expect poor results"
         )
     elif modality is None and arr.size and np.issubdtype(arr.dtype, np.number):
-        sample = arr.ravel()[:: max(1, arr.size // 200_000)].astype(np.float32)
+        sample = arr.flat[:: max(1, arr.size // 200_000)].astype(np.float32)
         lo, hi = np.percentile(sample, [1, 99.5])
         if lo <= -900 and hi >= 200:
             warnings.append(

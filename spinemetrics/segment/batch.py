@@ -71,33 +71,43 @@ def _read(path: Path, series: str | None):
 
 
 def _finish_and_write(raw, warnings: list[str], seg_path: Path, levels_path: Path,
-                      conus_prior: bool) -> list[str]:
+                      conus_prior: bool, threads: int = 1) -> list[str]:
     from spinemetrics.io import write_image
     from spinemetrics.segment.inference import finish_segmentation
 
-    res = finish_segmentation(raw, warnings, conus_prior=conus_prior)
+    res = finish_segmentation(raw, warnings, conus_prior=conus_prior, threads=threads)
     write_image(res.seg, seg_path, labels=True)
     write_image(res.levels, levels_path, labels=True)
     return res.warnings
 
 
 def _sequential(paths, out_dir, model, device, series, conus_prior, threads):
+    import torch
+
     from spinemetrics.segment.inference import predict_labels
+
+    # level naming's independent passes use the same threads as the network (as segment())
+    finish_threads = int(threads or torch.get_num_threads())
 
     for path in paths:
         outs = output_paths(path, out_dir)
         try:
             raw, warnings = predict_labels(_read(path, series), device=device, model=model,
                                            threads=threads)
-            yield FileOutcome(path, outs, _finish_and_write(raw, warnings, *outs, conus_prior))
+            yield FileOutcome(path, outs, _finish_and_write(
+                raw, warnings, *outs, conus_prior, threads=finish_threads))
         except SpinemetricsError as exc:
             yield FileOutcome(path, error=str(exc))
 
 
 def _pipelined(paths, out_dir, model, device, series, conus_prior, threads, workers):
-    from spinemetrics.segment.inference import predict_labels
+    from spinemetrics.segment.inference import available_threads, predict_labels
 
     ctx = mp.get_context("spawn")
+    if not threads:
+        # The workers hold a core each; torch threads beyond the free cores slow the
+        # network stage's CPU share many-fold (oversubscription), and with it the batch.
+        threads = max(1, available_threads() - workers)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_single_thread) as pool:
         reads: deque[Future] = deque()
         ahead = iter(paths)

@@ -190,6 +190,10 @@ def iter_slice_probabilities(
     """
     device = torch.device(device)
     arr = torch.from_numpy(np.ascontiguousarray(img.array, dtype=np.float32))
+    if device.type != "cpu":
+        # Resample and normalise on the accelerator too: on a GPU host this CPU work was the
+        # main process's largest cost, and batch workers compete with it for the cores.
+        arr = arr.to(device)
     nx, ny, nz = arr.shape
     sx, sy, sz = img.spacing
     spacings = config.get("tta_inplane_spacings_mm") or [config.get("inplane_spacing_mm", 1.0)]
@@ -203,14 +207,14 @@ def iter_slice_probabilities(
         vol = F.interpolate(arr[:, None], size=(ty, tz), mode="bilinear", align_corners=False,
                             antialias=(ty < ny or tz < nz))[:, 0]
         if k > 1:  # thin slices: average over ~k slices, like the thick slices of training
-            vol = torch.from_numpy(_centred_box(vol.numpy(), k))
+            vol = torch.from_numpy(_centred_box(vol.cpu().numpy(), k)).to(vol.device)
         grids.append((normalize_percentile(vol), ty, tz))
     n_ctx = int(config.get("in_channels", 3))
     offs = (np.arange(n_ctx) - n_ctx // 2) * k
     with torch.inference_mode():
         for start in range(0, nx, batch_slices):
             idx = np.arange(start, min(nx, start + batch_slices))
-            ch = torch.from_numpy(np.clip(idx[:, None] + offs[None, :], 0, nx - 1))
+            ch = torch.from_numpy(np.clip(idx[:, None] + offs[None, :], 0, nx - 1)).to(device)
             total = None
             for vol, ty, tz in grids:
                 x = F.pad(vol[ch], (0, (-tz) % 16, 0, (-ty) % 16), mode="replicate").to(device)

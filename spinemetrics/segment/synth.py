@@ -69,9 +69,9 @@ def normalize_percentile(x: torch.Tensor, lo: float = 0.5, hi: float = 99.5) -> 
     """Map the ``lo``/``hi`` percentiles of ``x`` to 0/1 (clamped to [-0.2, 1.5])."""
     flat = x.reshape(-1).float()
     if flat.numel() > 200_000:  # quantile on a subsample: same answer, far cheaper
-        idx = torch.linspace(0, flat.numel() - 1, 200_000).long()
+        idx = torch.linspace(0, flat.numel() - 1, 200_000, device=flat.device).long()
         flat = flat[idx]
-    q = torch.quantile(flat, torch.tensor([lo / 100, hi / 100]))
+    q = torch.quantile(flat, torch.tensor([lo / 100, hi / 100], device=flat.device))
     scale = (q[1] - q[0]).clamp_min(1e-6)
     return ((x - q[0]) / scale).clamp(-0.2, 1.5)
 

@@ -20,7 +20,8 @@ def segment_cmd(
         None, help="DICOM SeriesInstanceUID or description when a folder holds several series."
     ),
     model: Path = typer.Option(None, help="Weight file (default: the shipped model)."),
-    threads: int = typer.Option(0, help="Torch CPU threads (0 = all available cores)."),
+    threads: int = typer.Option(
+        0, help="Torch CPU threads (0 = all available cores, less one per worker process)."),
     workers: int = typer.Option(
         -1, help="Processes that read and post-process scans while the network runs "
         "(-1 = auto: up to 8 on a GPU with several scans, else 0 = one scan at a time)."),
@@ -43,7 +44,6 @@ def segment_cmd(
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
     console = stderr_console()
-    n_threads = threads or available_threads()
     loaded = load_model(device, model)  # fail early (missing weights, no GPU)
     if workers < 0:
         on_gpu = resolve_device(device).type == "cuda"
@@ -52,7 +52,7 @@ def segment_cmd(
     with scan_progress(console) as progress:
         task = progress.add_task("segment", total=len(images), counts="")
         for outcome in segment_files(images, out, device=device, model=loaded, series=series,
-                                     conus_prior=not keep_low_cord, threads=n_threads,
+                                     conus_prior=not keep_low_cord, threads=threads or None,
                                      workers=workers):
             progress.update(task, description=f"segment {outcome.path.name}")
             for w in outcome.warnings:

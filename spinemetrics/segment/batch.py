@@ -82,12 +82,7 @@ def _finish_and_write(raw, warnings: list[str], seg_path: Path, levels_path: Pat
 
 
 def _sequential(paths, out_dir, model, device, series, conus_prior, threads):
-    import torch
-
     from spinemetrics.segment.inference import predict_labels
-
-    # level naming's independent passes use the same threads as the network (as segment())
-    finish_threads = int(threads or torch.get_num_threads())
 
     for path in paths:
         outs = output_paths(path, out_dir)
@@ -95,19 +90,15 @@ def _sequential(paths, out_dir, model, device, series, conus_prior, threads):
             raw, warnings = predict_labels(_read(path, series), device=device, model=model,
                                            threads=threads)
             yield FileOutcome(path, outs, _finish_and_write(
-                raw, warnings, *outs, conus_prior, threads=finish_threads))
+                raw, warnings, *outs, conus_prior, threads=threads))
         except SpinemetricsError as exc:
             yield FileOutcome(path, error=str(exc))
 
 
 def _pipelined(paths, out_dir, model, device, series, conus_prior, threads, workers):
-    from spinemetrics.segment.inference import available_threads, predict_labels
+    from spinemetrics.segment.inference import predict_labels
 
     ctx = mp.get_context("spawn")
-    if not threads:
-        # The workers hold a core each; torch threads beyond the free cores slow the
-        # network stage's CPU share many-fold (oversubscription), and with it the batch.
-        threads = max(1, available_threads() - workers)
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_single_thread) as pool:
         reads: deque[Future] = deque()
         ahead = iter(paths)
@@ -187,7 +178,9 @@ def segment_files(
     conus_prior : bool
         See :func:`spinemetrics.segment.segment`.
     threads : int, optional
-        Torch threads of the network stage.
+        Torch threads of the network stage (one scan at a time: level naming too). Default:
+        every available core, less one per worker process: torch threads beyond the free
+        cores slow the network stage many-fold (docs/benchmarks.md, ninth session).
     workers : int
         Processes that read and finish scans while the network runs. 0: everything in this
         process, one scan at a time (best on CPU, where the network already uses every
@@ -195,14 +188,17 @@ def segment_files(
     progress : callable, optional
         Called with each outcome as it is yielded.
     """
-    from spinemetrics.segment.inference import load_model
+    from spinemetrics.segment.inference import available_threads, load_model
 
     paths = [Path(p) for p in paths]
+    pipelined = bool(workers and workers > 0 and len(paths) > 1)
+    if not threads:
+        threads = max(1, available_threads() - (int(workers) if pipelined else 0))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if model is None or not isinstance(model, tuple):
         model = load_model(device, model)
-    if workers and workers > 0 and len(paths) > 1:
+    if pipelined:
         gen = _pipelined(paths, out, model, device, series, conus_prior, threads, int(workers))
     else:
         gen = _sequential(paths, out, model, device, series, conus_prior, threads)

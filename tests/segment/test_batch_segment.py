@@ -97,3 +97,31 @@ def test_pipelined_batch_bounds_the_scans_in_flight(scans, phantom_t2, tmp_path,
         done.append(outcome)
     assert len(done) == 5 and all(o.error is None for o in done)
     assert max(ahead) <= 2, ahead
+
+
+@pytest.mark.parametrize(("workers", "n_files", "expected"), [(8, 3, 8), (3, 3, 13), (8, 1, 16),
+                                                             (0, 3, 16), (20, 3, 1)])
+def test_default_threads_leave_a_core_per_worker(workers, n_files, expected, monkeypatch,
+                                                 tmp_path):
+    """Torch threads beyond the cores the workers leave oversubscribe the machine."""
+    import spinemetrics.segment.batch as batch
+    import spinemetrics.segment.inference as inference
+
+    seen = {}
+
+    def fake(kind):
+        def run(paths, out_dir, model, device, series, conus_prior, threads, *rest):
+            seen.update(kind=kind, threads=threads)
+            return iter(())
+        return run
+
+    monkeypatch.setattr(inference, "available_threads", lambda: 16)
+    monkeypatch.setattr(batch, "_pipelined", fake("pipelined"))
+    monkeypatch.setattr(batch, "_sequential", fake("sequential"))
+    files = [tmp_path / f"s{i}.nii.gz" for i in range(n_files)]
+    list(batch.segment_files(files, tmp_path / "out", model=(None, {}, {}), workers=workers))
+    assert seen["threads"] == expected
+    assert seen["kind"] == ("pipelined" if workers and n_files > 1 else "sequential")
+    list(batch.segment_files(files, tmp_path / "out", model=(None, {}, {}), workers=workers,
+                             threads=5))
+    assert seen["threads"] == 5

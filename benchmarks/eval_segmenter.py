@@ -90,16 +90,22 @@ def main() -> None:
                     help="render each thick slice as the average of 3 sub-slices (through-plane "
                          "partial volume, as real 3-4.5 mm slices have) instead of sampling "
                          "the slice centre")
+    ap.add_argument("--seed-offset", type=int, default=0,
+                    help="render other scans: seeds 90 000 + offset + 100·contrast + i and "
+                         "geometry stream 2024 + offset (0 = the standing test sets; keep "
+                         "offset + n ≤ 100 so that contrasts do not share seeds)")
     args = ap.parse_args()
+    if args.seed_offset < 0 or args.seed_offset + args.n > 100:
+        ap.error("--seed-offset must be ≥ 0 with --seed-offset + --n ≤ 100")
     torch.set_num_threads(args.threads)
     model = load_model("cpu", args.model)
-    rng = np.random.default_rng(2024)
+    rng = np.random.default_rng(2024 + args.seed_offset)
     rows = []
     n_cls = len(Structure)
     confusion = np.zeros((n_cls, n_cls), np.int64)
     for ci, contrast in enumerate(CONTRASTS):
         for i in range(args.n):
-            seed = 90_000 + 100 * ci + i
+            seed = 90_000 + args.seed_offset + 100 * ci + i
             spacing, rot = clinical_sagittal_geometry(rng)
             image, truth, truth_levels = test_scan(seed, spacing, rot, contrast, args.cache,
                                                    args.slice_profile)
@@ -122,13 +128,20 @@ def main() -> None:
                   flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     names = [s.name for s in Structure if s != Structure.background]
-    lines = ["| structure | " + " | ".join(CONTRASTS) + " | all |",
-             "|---|" + "---:|" * (len(CONTRASTS) + 1)]
+    lines = ["| structure | " + " | ".join(CONTRASTS) + " | all | all: 95 % CI of the mean |",
+             "|---|" + "---:|" * (len(CONTRASTS) + 2)]
+    boot = np.random.default_rng(0)
     for nm in names:
         cells = []
         for c in (*CONTRASTS, None):
             v = np.array([r[nm] for r in rows if c is None or r["contrast"] == c], float)
             cells.append(f"{np.nanmean(v):.3f} ± {np.nanstd(v):.3f}")
+        # percentile bootstrap over scans: how far the mean could move on other test scans
+        v = np.array([r[nm] for r in rows], float)
+        v = v[np.isfinite(v)]
+        means = v[boot.integers(0, len(v), (2000, len(v)))].mean(1) if len(v) else [np.nan]
+        lo, hi = np.percentile(means, [2.5, 97.5])
+        cells.append(f"{lo:.3f}–{hi:.3f}")
         lines.append(f"| {nm} | " + " | ".join(cells) + " |")
     ok = sum(r["levels_correct"] for r in rows)
     tot = sum(r["levels_total"] for r in rows)

@@ -849,7 +849,7 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
             b.inferior.as_tuple(),
             b.superior.as_tuple(),
             core_tissue=T.MARROW,
-            shell_mm=1.2,
+            shell_mm=p.cortex_mm,
             name=b.name,
             fillet=(rim, rim),
         )
@@ -868,7 +868,7 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
                 seg.inferior.as_tuple(),
                 seg.superior.as_tuple(),
                 core_tissue=T.SACRAL_MARROW,
-                shell_mm=1.2,
+                shell_mm=p.cortex_mm,
                 name=seg.name,
                 fillet=(0.0, rim if i == 0 else 0.0),
             )

@@ -127,6 +127,9 @@ class PhantomParams:
     all_thickness_mm: float = 0.0
     pll_thickness_mm: float = 0.0
     pll_width_mm: float = 0.0
+    #: thickness (mm) of the dark cortical shell of vertebral bodies and the sacrum's
+    #: segments (tissue only; the label geometry does not depend on it)
+    cortex_mm: float = 1.2
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -338,4 +341,10 @@ def random_params(seed: int = 0, lumbar_count: int = 5, top: str = "T12") -> Pha
     params.all_thickness_mm = float(rng.uniform(1.0, 2.5))
     params.pll_thickness_mm = float(rng.uniform(0.6, 1.5))
     params.pll_width_mm = float(rng.uniform(8.0, 16.0))
+    # Cortical shell of the bodies: the bone itself is thin (≈ 0.2-0.5 mm; Silva 1994,
+    # Ritzel 1997), the dark line MRI shows is wider (chemical shift, partial volume).
+    # A fixed 1.2 mm shell taught the network that 1.2 mm of any dark band around a body
+    # is bone; on real scans (where ligaments and periosteum add to the band) bodies came
+    # out about one voxel too large all round (docs/model.md, v1.9).
+    params.cortex_mm = float(rng.uniform(0.5, 1.2))
     return params

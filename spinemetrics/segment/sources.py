@@ -172,10 +172,12 @@ def from_contract_seg(
     sub = np.zeros(seg.shape, dtype=np.uint8)
     for c in range(1, N_CLASSES):
         sub[seg == c] = 10 * c
-    # Bones: cortical rim (sub 0) vs marrow (sub 1); rim width 1–2 mm.
+    # Bones: cortical rim (sub 0) vs marrow (sub 1); rim one voxel (1 mm). It was 2 mm for
+    # bodies and sacrum until v1.9: real cortex is thinner, and a thick dark rim inside the
+    # label taught the network to take dark bands around real bodies as bone.
     for c in (S.vertebral_body, S.posterior_elements, S.sacrum):
         m = seg == c
-        inner = m & ~_shell(m, 1 if c == S.posterior_elements else 2)
+        inner = m & ~_shell(m, 1)
         sub[inner] = 10 * c + 1
     if endplate is not None:
         sub[endplate & (seg == S.vertebral_body)] = 10 * S.vertebral_body + 2

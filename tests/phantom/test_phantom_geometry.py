@@ -405,3 +405,30 @@ def test_longitudinal_ligaments_line_the_front_and_back_of_the_column():
     # the ligaments take no voxel from bone, disc, sac or cord
     for lab in (1, 2, 3, 4, 5, 6):
         assert ((np.asarray(none.seg.array) == lab) == (seg == lab)).all(), lab
+
+
+def test_cortical_shell_of_the_bodies_is_as_thick_as_drawn():
+    """The bodies' dark cortex (tissue only) is ``cortex_mm`` thick: twice the thickness,
+    about twice the cortex voxels; the labels do not change. Drawn per phantom."""
+    from spinemetrics.phantom import tissues as T
+
+    p = random_params(7)
+    drawn = np.array([random_params(s).cortex_mm for s in range(30)])
+    assert drawn.min() >= 0.5 and drawn.max() <= 1.2 and drawn.std() > 0.1
+    found = {}
+    for t in (0.5, 1.2):
+        ph = make_phantom(replace(p, cortex_mm=t), spacing=(2.0, 0.5, 0.5), with_image=False,
+                          fov_mm=(40.0, 110.0, 150.0))
+        seg, tis = np.asarray(ph.seg.array), np.asarray(ph.tissue.array)
+        body = seg == 1
+        depth = ndimage.distance_transform_edt(body, sampling=ph.seg.spacing)
+        cortex = body & (tis == T.CORTEX)
+        marrow = body & ~cortex
+        assert cortex.sum() > 1000
+        # depth from the body's surface, on a 0.5 mm in-plane grid (half-voxel tolerance)
+        assert np.percentile(depth[cortex], 95) <= t + 0.55, (t, np.percentile(depth[cortex], 95))
+        assert depth[marrow].min() >= t - 0.55, (t, depth[marrow].min())
+        found[t] = (seg, int(cortex.sum()))
+    np.testing.assert_array_equal(found[0.5][0], found[1.2][0])
+    ratio = found[1.2][1] / found[0.5][1]
+    assert 1.2 / 0.5 * 0.8 < ratio < 1.2 / 0.5 * 1.2, ratio

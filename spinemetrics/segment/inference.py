@@ -190,9 +190,10 @@ def iter_slice_probabilities(
     """
     device = torch.device(device)
     arr = torch.from_numpy(np.ascontiguousarray(img.array, dtype=np.float32))
-    if device.type != "cpu":
-        # Resample and normalise on the accelerator too: on a GPU host this CPU work was the
-        # main process's largest cost, and batch workers compete with it for the cores.
+    if device.type == "cuda":
+        # Resample and normalise on the GPU too: on a GPU host this CPU work was the main
+        # process's largest cost, and batch workers compete with it for the cores. (CUDA
+        # only: antialiased resampling and quantiles are not on every other backend.)
         arr = arr.to(device)
     nx, ny, nz = arr.shape
     sx, sy, sz = img.spacing
@@ -214,7 +215,7 @@ def iter_slice_probabilities(
     with torch.inference_mode():
         for start in range(0, nx, batch_slices):
             idx = np.arange(start, min(nx, start + batch_slices))
-            ch = torch.from_numpy(np.clip(idx[:, None] + offs[None, :], 0, nx - 1)).to(device)
+            ch = torch.from_numpy(np.clip(idx[:, None] + offs[None, :], 0, nx - 1)).to(arr.device)
             total = None
             for vol, ty, tz in grids:
                 x = F.pad(vol[ch], (0, (-tz) % 16, 0, (-ty) % 16), mode="replicate").to(device)

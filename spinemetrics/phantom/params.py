@@ -342,9 +342,9 @@ def random_params(seed: int = 0, lumbar_count: int = 5, top: str = "T12") -> Pha
     params.pll_thickness_mm = float(rng.uniform(0.6, 1.5))
     params.pll_width_mm = float(rng.uniform(8.0, 16.0))
     # Cortical shell of the bodies: the bone itself is thin (≈ 0.2-0.5 mm; Silva 1994,
-    # Ritzel 1997), the dark line MRI shows is wider (chemical shift, partial volume).
-    # A fixed 1.2 mm shell taught the network that 1.2 mm of any dark band around a body
-    # is bone; on real scans (where ligaments and periosteum add to the band) bodies came
-    # out about one voxel too large all round (docs/model.md, v1.9).
+    # Ritzel 1997), the dark line MRI shows is wider (chemical shift, partial volume), so
+    # its width varies rather than being 1.2 mm in every phantom. (Tested in session 9 as
+    # a cause of the one-voxel-too-large bodies on the real cervical scan: a fine-tune on
+    # these phantoms did not shrink them; docs/model.md, "v1.9 candidate".)
     params.cortex_mm = float(rng.uniform(0.5, 1.2))
     return params

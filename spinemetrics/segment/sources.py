@@ -172,9 +172,8 @@ def from_contract_seg(
     sub = np.zeros(seg.shape, dtype=np.uint8)
     for c in range(1, N_CLASSES):
         sub[seg == c] = 10 * c
-    # Bones: cortical rim (sub 0) vs marrow (sub 1); rim one voxel (1 mm). It was 2 mm for
-    # bodies and sacrum until v1.9: real cortex is thinner, and a thick dark rim inside the
-    # label taught the network to take dark bands around real bodies as bone.
+    # Bones: cortical rim (sub 0) vs marrow (sub 1); rim one voxel (1 mm), as thin as the
+    # phantom's thickest cortex (it was 2 mm for bodies and sacrum until session 9).
     for c in (S.vertebral_body, S.posterior_elements, S.sacrum):
         m = seg == c
         inner = m & ~_shell(m, 1)

@@ -54,12 +54,14 @@ IGNORE = 255
 N_CLASSES = 12
 
 _BLOB0 = 200
-#: Sub-labels of TotalSegmentator organs: 202–219 (18 ids, reused cyclically).
-_ORGAN0, _N_ORGAN_IDS = 202, 18
 #: Phantom background tissue ``t`` (spinemetrics.phantom tissue ids) is sub-label 220 + t
 #: (written ``_BLOB0 + 20 + t`` in :func:`_phantom_sub`, whose source text is part of the
 #: phantom cache fingerprint).
-_TISSUE0 = 220
+_TISSUE0 = _BLOB0 + 20
+#: Sub-labels of TotalSegmentator organs: 202–219, reused cyclically; they end where the
+#: phantom tissues begin.
+_ORGAN0 = _BLOB0 + 2
+_N_ORGAN_IDS = _TISSUE0 - _ORGAN0
 _UNKNOWN0 = 250
 
 

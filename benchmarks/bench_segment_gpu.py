@@ -63,6 +63,8 @@ def _stub_simpleitk(force: bool = False) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--weights", type=Path, default=None,
+                    help="weight file to time (default: the shipped one)")
     ap.add_argument("--batch-slices", default="4,16", help="comma-separated sizes to compare")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--stub-simpleitk", action="store_true",
@@ -98,6 +100,7 @@ def main() -> None:
         "torch": torch.__version__,
         "python": platform.python_version(), "cpu_threads": torch.get_num_threads(),
         "simpleitk_stub": stubbed, "import_s": t_import,
+        "weights": str(args.weights) if args.weights else "shipped",
     }
     with tempfile.TemporaryDirectory() as tmp:
         ph = make_phantom(random_params(91_000), spacing=(4.0, 0.6, 0.6), contrast="T2",
@@ -109,7 +112,7 @@ def main() -> None:
         t0 = time.perf_counter()
         torch.zeros(1, device=dev)
         t1 = sync()
-        model = load_model(args.device)
+        model = load_model(args.device, args.weights)
         t2 = sync()
         result.update(cuda_init_s=t1 - t0, load_model_s=t2 - t1,
                       traced_network=isinstance(model[0], torch.jit.ScriptModule))
@@ -156,7 +159,7 @@ def main() -> None:
         if dev.type == "cuda":
             # the same network on the CPU: the GPU path (resampling, normalisation and
             # network on the device) must give the CPU's class map
-            net_cpu, cfg_cpu, _ = load_model("cpu")
+            net_cpu, cfg_cpu, _ = load_model("cpu", args.weights)
             lab_cpu = inf.predict_probabilities(canon, net_cpu, cfg_cpu, "cpu")
             result["cpu_gpu_label_agreement"] = float((lab_cpu == lab).mean())
         stages["postprocess_s"] = statistics.median(times_pp)

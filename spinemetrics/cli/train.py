@@ -22,6 +22,9 @@ def register(app: typer.Typer) -> None:
         pairs_convention: str | None = typer.Option(
             None, help="Foreign label convention of --pairs (read by spinemetrics.convert)."),
         init: Path | None = typer.Option(None, help="Start from these weights (fine-tuning)."),
+        widen: str | None = typer.Option(
+            None, help="Widen the --init network to these channels per level first, e.g. "
+            "24,48,96,192,384 (its outputs are unchanged until training moves them)."),
         steps: int = typer.Option(20000, help="Optimiser steps."),
         batch: int = typer.Option(8, help="Batch size."),
         lr: float = typer.Option(3e-3, help="Peak learning rate (AdamW, cosine decay)."),
@@ -78,12 +81,23 @@ def register(app: typer.Typer) -> None:
                 raise typer.BadParameter(
                     "--class-weights takes comma-separated numbers, e.g. 1,1,2,1,1,1,2,5,2,3,1,1"
                 ) from None
+        widen_channels = None
+        if widen:
+            if init is None:
+                raise typer.BadParameter("--widen needs --init: the network to widen")
+            try:
+                widen_channels = tuple(int(v) for v in widen.split(","))
+            except ValueError:
+                raise typer.BadParameter(
+                    "--widen takes comma-separated channel counts, e.g. 24,48,96,192,384"
+                ) from None
         cfg = TrainConfig(synth=SynthConfig(patch=(patch, patch), p_offmid=p_offmid),
                           class_weights=weights_ce, steps=steps,
                           batch_size=batch, lr=lr, seed=seed, threads=threads,
                           loader_workers=workers, max_minutes=minutes,
                           checkpoint_minutes=checkpoint_minutes,
-                          init_weights=str(init) if init else None, device=device, amp=amp)
+                          init_weights=str(init) if init else None, device=device, amp=amp,
+                          widen_channels=widen_channels)
         typer.echo(f"{len(sources)} label sources; training in {out}")
         summary = train(sources, out, cfg, weights=default_weights(sources), resume=resume,
                         refresh=refresh if cached_only else None)

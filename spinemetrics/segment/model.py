@@ -36,6 +36,7 @@ __all__ = [
     "load_weights",
     "count_parameters",
     "resolve_device",
+    "widen_network",
 ]
 
 #: Architecture + input convention of the shipped model.
@@ -77,6 +78,111 @@ def build_network(config: dict[str, Any] | None = None) -> torch.nn.Module:
         num_res_units=cfg["num_res_units"],
         norm=cfg["norm"],
     )
+
+
+def _unet_channel_maps(config: dict[str, Any]) -> dict[str, tuple[list[int], list[int]]]:
+    """(input channels, output channels) of every convolution of the MONAI UNet built from
+    ``config``, keyed by parameter-name prefix, as lists of channel *groups* (sizes).
+
+    Groups matter where the decoder concatenates the skip connection with the upsampled
+    features: widening both puts the new channels of each group at that group's end.
+    """
+    ch = list(config["channels"])
+    n_in, n_out, depth = int(config["in_channels"]), int(config["out_channels"]), len(ch)
+    maps: dict[str, tuple[list[int], list[int]]] = {}
+    prefix = "model."
+    for d in range(depth - 1):
+        inc = [n_in] if d == 0 else [ch[d - 1]]
+        down = prefix + "0."
+        maps[down + "conv.unit0.conv"] = (inc, [ch[d]])
+        maps[down + "residual"] = (inc, [ch[d]])
+        below = [ch[d], ch[d + 1]] if d == depth - 2 else [ch[d], ch[d]]
+        outc = [n_out] if d == 0 else [ch[d - 1]]
+        up = prefix + "2."
+        maps[up + "0.conv"] = (below, outc)
+        maps[up + "1.conv.unit0.conv"] = (outc, outc)
+        if d == depth - 2:
+            bottom = prefix + "1.submodule."
+            maps[bottom + "conv.unit0.conv"] = ([ch[d]], [ch[d + 1]])
+            maps[bottom + "residual"] = ([ch[d]], [ch[d + 1]])
+        prefix += "1.submodule."
+    return maps
+
+
+def _old_index(groups_old: list[int], groups_new: list[int]) -> torch.Tensor:
+    """Positions in the widened layout of the channels of the original layout."""
+    idx, start = [], 0
+    for g_old, g_new in zip(groups_old, groups_new, strict=True):
+        idx.extend(range(start, start + g_old))
+        start += g_new
+    return torch.tensor(idx, dtype=torch.long)
+
+
+def widen_network(
+    net: torch.nn.Module, config: dict[str, Any], channels: tuple[int, ...] | list[int],
+    seed: int = 0,
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A wider UNet that computes exactly what ``net`` computes (a warm start for training).
+
+    Every convolution keeps its trained weights for the original channels; each new channel
+    gets fresh random incoming weights and *zero* weight into every original channel, so the
+    output is unchanged until training moves those weights (the first optimiser step
+    already gives the zero weights a gradient, because the new channels are active).
+    Instance norm has no parameters here and PReLU one per layer, so both carry over.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        Trained MONAI UNet built by :func:`build_network` from ``config``.
+    config : dict
+        Its configuration.
+    channels : sequence of int
+        New channels per level, each at least the original.
+    seed : int
+        Seed of the random weights of the new channels.
+
+    Returns
+    -------
+    (network, config) : the widened network (train mode, on the CPU) and its configuration.
+    """
+    old_cfg = {**DEFAULT_CONFIG, **config}
+    channels = [int(c) for c in channels]
+    if len(channels) != len(old_cfg["channels"]) or any(
+        c < o for c, o in zip(channels, old_cfg["channels"], strict=True)
+    ):
+        raise ModelError(
+            f"cannot widen channels {list(old_cfg['channels'])} to {channels}: give as many "
+            "levels, each at least as wide as before"
+        )
+    new_cfg = {**old_cfg, "channels": channels}
+    torch.manual_seed(seed)
+    wide = build_network(new_cfg)
+    old_maps, new_maps = _unet_channel_maps(old_cfg), _unet_channel_maps(new_cfg)
+    old_sd = net.state_dict()
+    new_sd = wide.state_dict()
+    done = set()
+    for name, (in_old, out_old) in old_maps.items():
+        in_new, out_new = new_maps[name]
+        i_in, i_out = _old_index(in_old, in_new), _old_index(out_old, out_new)
+        w_old, w = old_sd[name + ".weight"].float(), new_sd[name + ".weight"].clone()
+        transposed = bool(getattr(wide.get_submodule(name), "transposed", False))
+        if transposed:  # ConvTranspose2d stores (in, out, kh, kw)
+            w = w.transpose(0, 1).clone()
+            w_old = w_old.transpose(0, 1)
+        w[i_out] = 0.0  # original outputs: nothing from the new inputs ...
+        w[i_out[:, None], i_in[None, :]] = w_old  # ... and their trained weights
+        new_sd[name + ".weight"] = w.transpose(0, 1).contiguous() if transposed else w
+        b = new_sd[name + ".bias"].clone()
+        b[i_out] = old_sd[name + ".bias"].float()
+        new_sd[name + ".bias"] = b
+        done.update({name + ".weight", name + ".bias"})
+    for key, value in old_sd.items():
+        if key not in done:  # PReLU slopes (one per layer)
+            if new_sd[key].shape != value.shape:
+                raise ModelError(f"cannot widen parameter {key}: unexpected shape")
+            new_sd[key] = value.float().clone()
+    wide.load_state_dict(new_sd)
+    return wide.train(), new_cfg
 
 
 def count_parameters(net: torch.nn.Module) -> int:

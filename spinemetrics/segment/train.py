@@ -24,12 +24,14 @@ import torch
 import torch.nn.functional as F
 
 from spinemetrics.atomic import atomic_path
+from spinemetrics.errors import ModelError
 from spinemetrics.segment.model import (
     DEFAULT_CONFIG,
     build_network,
     load_weights,
     resolve_device,
     save_weights,
+    widen_network,
 )
 from spinemetrics.segment.sources import IGNORE, N_CLASSES, LabelSource
 from spinemetrics.segment.synth import SynthConfig, Synthesizer
@@ -55,6 +57,9 @@ class TrainConfig:
     val_samples: int = 24
     max_minutes: float | None = None
     init_weights: str | None = None  # fine-tune from these weights
+    # Widen the ``init_weights`` network to these channels per level first
+    # (function-preserving, :func:`~spinemetrics.segment.model.widen_network`).
+    widen_channels: tuple[int, ...] | None = None
     # Cross-entropy weight per class (len N_CLASSES); thin structures (roots, ligamentum
     # flavum) are a few pixels wide and are otherwise drowned by the background.
     class_weights: tuple[float, ...] | None = None
@@ -190,7 +195,11 @@ def train(
     mcfg = {**DEFAULT_CONFIG, **(model_config or {}), "in_channels": cfg.synth.n_ctx}
     if cfg.init_weights:
         net, mcfg, _ = load_weights(cfg.init_weights, trainable=True)
+        if cfg.widen_channels:
+            net, mcfg = widen_network(net, mcfg, cfg.widen_channels, seed=cfg.seed)
         net.train()
+    elif cfg.widen_channels:
+        raise ModelError("widen_channels needs init_weights: a network to widen")
     else:
         net = build_network(mcfg)
     net = net.to(device)

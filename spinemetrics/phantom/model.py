@@ -604,6 +604,9 @@ def _make_shapes(an: Anatomy, gap_post, s_hiatus: float) -> list[Shape]:
 
     # ---- muscles (axial cross-sections following the canal)
     shapes += _muscles(an, y_canal)
+    # ---- posterior mid-line: multifidus and interspinous ligaments (before the laminae,
+    # spinous processes and ligamentum flavum, which keep their own voxels)
+    shapes += _posterior_midline(an)
 
     # ---- bones that are not spine (label 0): ilium, lowest ribs
     shapes += _pelvis_and_ribs(an)
@@ -1422,6 +1425,45 @@ def _muscles(an: Anatomy, y_canal) -> list[Shape]:
             out.append(
                 FuncShape(Structure.paraspinal_muscle, 0, T.MUSCLE, lo, hi, f, name, pieces=pieces)
             )
+    return out
+
+
+def _posterior_midline(an: Anatomy) -> list[Shape]:
+    """Multifidus in each laminar gutter (label 10) and an interspinous ligament between
+    each pair of adjacent spinous processes (label 0, tissue ``LIGAMENT`` or fat).
+
+    Both are boxy super-ellipsoids in the frame of the vertebra above, behind the lamina;
+    the laminae, spinous processes and ligamentum flavum are painted afterwards and keep
+    their voxels, so the muscle ends at the bone and the ligament fills only the gap
+    between the processes. The erector spinae ellipses alone left a wedge of generic soft
+    tissue against the laminae and between the processes, where real scans show muscle and
+    ligament.
+    """
+    p = an.params
+    out: list[Shape] = []
+    verts = [v for v in p.vertebrae if v in an.bodies]
+    for v in verts:
+        b = an.bodies[v]
+        back = -b.depth_mm / 2.0 - p.canal_ap_mm[v] - p.lamina_thickness_mm  # lamina's back
+        sp_len = 30.0 if v.startswith("L") else 26.0
+        depth = 0.85 * sp_len
+        below = [d for d in p.discs if d.startswith(f"{v}-")]
+        hd = an.discs[below[0]].height_at(0.0) if below and below[0] in an.discs else 8.0
+        if p.multifidus_width_mm > 0.0:
+            w = p.multifidus_width_mm
+            for sgn in (-1.0, 1.0):
+                out.append(SuperEllipsoid(
+                    Structure.paraspinal_muscle, 0, T.MUSCLE,
+                    b.to_anat(sgn * (3.0 + w / 2.0), back + 3.0 - depth / 2.0, -hd / 2.0),
+                    b.axes, (w / 2.0, depth / 2.0, b.height_mm / 2.0 + hd / 2.0 + 2.0), 4.0,
+                    name="multifidus"))
+        if p.interspinous_half_width_mm > 0.0 and below and below[0] in an.discs:
+            fatty = p.interspinous_fatty.get(below[0], False)
+            out.append(SuperEllipsoid(
+                Structure.background, 0, T.SUBCUT_FAT if fatty else T.LIGAMENT,
+                b.to_anat(0.0, back + 2.0 - (sp_len - 6.0) / 2.0, -b.height_mm / 2.0 - hd / 2.0),
+                b.axes, (p.interspinous_half_width_mm, (sp_len - 6.0) / 2.0,
+                         0.5 * b.height_mm + hd / 2.0), 4.0, name="interspinous"))
     return out
 
 

@@ -130,6 +130,14 @@ class PhantomParams:
     #: thickness (mm) of the dark cortical shell of vertebral bodies and the sacrum's
     #: segments (tissue only; the label geometry does not depend on it)
     cortex_mm: float = 1.2
+    #: half-width (mm, left-right) of the interspinous ligament between adjacent spinous
+    #: processes (label 0; 0 = not drawn, generic soft tissue there instead); per disc
+    #: ``interspinous_fatty`` marks a fatty one (fat tissue instead of ligament)
+    interspinous_half_width_mm: float = 0.0
+    interspinous_fatty: dict[str, bool] = field(default_factory=dict)
+    #: medial-lateral width (mm) of multifidus in the laminar gutter, from the spinous
+    #: process out (label 10, joins the erector spinae; 0 = not drawn)
+    multifidus_width_mm: float = 0.0
     extra: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -347,4 +355,12 @@ def random_params(seed: int = 0, lumbar_count: int = 5, top: str = "T12") -> Pha
     # a cause of the one-voxel-too-large bodies on the real cervical scan: a fine-tune on
     # these phantoms did not shrink them; docs/model.md, "v1.9 candidate".)
     params.cortex_mm = float(rng.uniform(0.5, 1.2))
+    # Posterior mid-line: real scans show interspinous ligament (dark on every sequence,
+    # often fatty with age) between the spinous processes, and multifidus filling the
+    # laminar gutter on each side; the phantom had generic soft tissue there, as bright
+    # as the ligamentum flavum on STIR (docs/model.md, session 10).
+    params.interspinous_half_width_mm = float(rng.uniform(2.0, 4.0))
+    params.interspinous_fatty = {d: bool(rng.random() < (0.5 if degen[d] else 0.2))
+                                 for d in discs}
+    params.multifidus_width_mm = float(rng.uniform(12.0, 22.0))
     return params

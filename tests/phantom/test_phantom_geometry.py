@@ -399,7 +399,8 @@ def test_longitudinal_ligaments_line_the_front_and_back_of_the_column():
     assert abs(np.median(posterior) - p.pll_thickness_mm) <= 1.0, np.median(posterior)
     assert (anterior > 0).mean() > 0.9
     assert (posterior > 0).mean() > 0.8  # the sac, painted later, may cover a little
-    none = make_phantom(replace(p, all_thickness_mm=0.0, pll_thickness_mm=0.0),
+    none = make_phantom(replace(p, all_thickness_mm=0.0, pll_thickness_mm=0.0,
+                                interspinous_half_width_mm=0.0),
                         spacing=(1.0, 1.0, 1.0), with_image=False)
     assert not (np.asarray(none.tissue.array) == T.LIGAMENT).any()
     # the ligaments take no voxel from bone, disc, sac or cord
@@ -432,3 +433,53 @@ def test_cortical_shell_of_the_bodies_is_as_thick_as_drawn():
     np.testing.assert_array_equal(found[0.5][0], found[1.2][0])
     ratio = found[1.2][1] / found[0.5][1]
     assert 1.2 / 0.5 * 0.8 < ratio < 1.2 / 0.5 * 1.2, ratio
+
+
+def test_posterior_midline_has_interspinous_ligaments_and_multifidus():
+    """Between adjacent spinous processes lies ligament (or fat) tissue of label 0, as wide
+    as drawn; multifidus (label 10) lies against the laminae; neither takes a voxel from
+    bone, ligamentum flavum or canal, and neither is drawn when its size is 0."""
+    from spinemetrics.phantom import tissues as T
+
+    p = random_params(7)
+    ph = make_phantom(p, spacing=(1.0, 1.0, 1.0), with_image=False)
+    seg, tis = np.asarray(ph.seg.array), np.asarray(ph.tissue.array)
+    off = make_phantom(replace(p, interspinous_half_width_mm=0.0, multifidus_width_mm=0.0),
+                       spacing=(1.0, 1.0, 1.0), with_image=False)
+    seg0, tis0 = np.asarray(off.seg.array), np.asarray(off.tissue.array)
+    for lab in range(1, 10):
+        assert ((seg0 == lab) == (seg == lab)).all(), lab
+    x0 = seg.shape[0] // 2
+    new_lig = (tis == T.LIGAMENT) & (tis0 != T.LIGAMENT)
+    new_fat = (tis == T.SUBCUT_FAT) & (tis0 != T.SUBCUT_FAT)
+    interspinous = new_lig | new_fat
+    assert (seg[interspinous] == 0).all()
+    xs = np.nonzero(interspinous.any(axis=(1, 2)))[0] - x0
+    # as wide as drawn and centred on the mid-line (±1 voxel of rounding at each edge)
+    assert abs((xs.max() - xs.min() + 1) - 2 * p.interspinous_half_width_mm) <= 1.5
+    assert abs(xs.max() + xs.min()) <= 1
+    # on the mid-line, it sits behind the canal and fills most of the gaps between the
+    # spinous processes: along each image row (AP) behind the laminae, voxels between two
+    # posterior-element voxels are mostly ligament or fat
+    mid_pe, mid_is = seg[x0] == 2, interspinous[x0]
+    canal_y = np.nonzero(np.isin(seg[x0], (5, 6)).any(axis=1))[0]
+    rows = [y for y in range(seg.shape[1]) if y < canal_y.min() - 8 and mid_pe[y].sum() > 10]
+    between = []
+    for y in rows:
+        zs = np.nonzero(mid_pe[y])[0]
+        gap = ~mid_pe[y, zs.min():zs.max()]
+        between.append(mid_is[y, zs.min():zs.max()][gap].mean() if gap.any() else np.nan)
+    assert np.nanmedian(between) > 0.6
+    # multifidus: new muscle voxels, all lateral to the mid-line ligament, behind the canal
+    mf = (seg == 10) & (seg0 != 10)
+    assert mf.sum() > 5000
+    mx = np.abs(np.nonzero(mf)[0] - x0)
+    assert mx.min() >= 2 and mx.max() <= 3.0 + p.multifidus_width_mm + 1.0
+    canal_back = np.full(seg.shape[2], -1)  # posterior-most canal row per axial plane
+    for z in range(seg.shape[2]):
+        ys = np.nonzero(np.isin(seg[x0, :, z], (5, 6)))[0]
+        canal_back[z] = ys.min() if ys.size else -1
+    _, my, mz = np.nonzero(mf)
+    has = canal_back[mz] >= 0
+    assert has.mean() > 0.8 and (my[has] < canal_back[mz[has]]).all()
+    assert not (seg0 == 10).sum() > (seg == 10).sum()

@@ -188,3 +188,50 @@ def test_train_records_device_and_refuses_missing_cuda(tmp_path, monkeypatch):
     with pytest.raises(ModelError, match="no CUDA GPU"):
         train([src], tmp_path / "cuda", cfg, model_config=small)
     assert not (tmp_path / "cuda" / "best.pt").exists()
+
+
+@pytest.mark.parametrize("channels", [(6, 12, 24, 48), (4, 10, 16, 40), (4, 8, 16, 32)])
+def test_widened_network_computes_what_the_original_computes(channels):
+    from spinemetrics.segment.model import build_network, count_parameters, widen_network
+
+    cfg = {"channels": (4, 8, 16, 32), "strides": (2, 2, 2), "num_res_units": 1}
+    torch.manual_seed(0)
+    net = build_network(cfg).eval()
+    wide, wide_cfg = widen_network(net, cfg, channels, seed=3)
+    assert list(wide_cfg["channels"]) == list(channels)
+    assert count_parameters(wide) >= count_parameters(net)
+    x = torch.randn(2, 3, 40, 56, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(wide.eval()(x), net(x), rtol=0, atol=1e-5)
+
+
+def test_widened_network_learns_through_its_new_channels():
+    from spinemetrics.segment.model import build_network, widen_network
+
+    cfg = {"channels": (4, 8, 16), "strides": (2, 2), "num_res_units": 1}
+    torch.manual_seed(0)
+    wide, _ = widen_network(build_network(cfg), cfg, (8, 16, 32), seed=1)
+    first = wide.model[0].conv.unit0.conv.weight  # (8, 3, 3, 3): outputs 4..7 are new
+    second = wide.model[1].submodule[0].conv.unit0.conv.weight  # (16, 8, 3, 3)
+    assert torch.count_nonzero(second[:8, 4:]) == 0  # new channels start silent ...
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    target = torch.randint(0, 12, (2, 32, 32), generator=torch.Generator().manual_seed(1))
+    opt = torch.optim.SGD(wide.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        dice_ce_loss(wide(x), target).backward()
+        opt.step()
+    assert torch.count_nonzero(second[:8, 4:]) > 0  # ... and take part once trained
+    assert first.shape == (8, 3, 3, 3)
+
+
+def test_widening_refuses_a_narrower_or_shallower_network():
+    from spinemetrics.errors import ModelError
+    from spinemetrics.segment.model import build_network, widen_network
+
+    cfg = {"channels": (4, 8, 16), "strides": (2, 2), "num_res_units": 1}
+    net = build_network(cfg)
+    with pytest.raises(ModelError, match="at least as wide"):
+        widen_network(net, cfg, (4, 6, 16))
+    with pytest.raises(ModelError, match="as many"):
+        widen_network(net, cfg, (4, 8, 16, 32))

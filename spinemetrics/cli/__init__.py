@@ -87,16 +87,37 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo("error: interrupted; rerun the same command to resume", err=True)
         return 130
     except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+        usage, abort = _click_error_types()
+        if isinstance(exc, usage):
             exc.show()
             return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, abort):
             typer.echo("error: aborted", err=True)
             return 1
         raise
     return int(rv) if isinstance(rv, int) else 0
+
+
+def _click_error_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage-error, abort) exception classes of click *and* of the copy of click that
+    typer ≥ 0.20 carries inside itself (``typer._click``): typer raises its own, which are
+    not click's, and caught as click's they ended in a traceback instead of one line."""
+    usage: set[type] = {c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"}
+    abort: set[type] = {typer.Abort}
+    try:
+        import click
+
+        usage.add(click.exceptions.ClickException)
+        abort.add(click.exceptions.Abort)
+    except ImportError:  # pragma: no cover - typer without a separate click
+        pass
+    try:
+        from typer._click.exceptions import Abort
+
+        abort.add(Abort)
+    except ImportError:  # pragma: no cover - typer that uses click itself
+        pass
+    return tuple(usage), tuple(abort)
 
 
 if __name__ == "__main__":

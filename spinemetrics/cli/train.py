@@ -8,6 +8,16 @@ from pathlib import Path
 import typer
 
 
+def _number_list(text: str | None, kind: type, option: str, example: str) -> tuple | None:
+    """``"1,2,3"`` → ``(1, 2, 3)`` of ``kind`` (None when not given), or a usage error."""
+    if not text:
+        return None
+    try:
+        return tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"{option} takes comma-separated {example}") from None
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
@@ -73,24 +83,12 @@ def register(app: typer.Typer) -> None:
             return phantom_sources(list(range(phantoms)), cache, True) + others
         from spinemetrics.segment.synth import SynthConfig
 
-        weights_ce = None
-        if class_weights:
-            try:
-                weights_ce = tuple(float(v) for v in class_weights.split(","))
-            except ValueError:
-                raise typer.BadParameter(
-                    "--class-weights takes comma-separated numbers, e.g. 1,1,2,1,1,1,2,5,2,3,1,1"
-                ) from None
-        widen_channels = None
-        if widen:
-            if init is None:
-                raise typer.BadParameter("--widen needs --init: the network to widen")
-            try:
-                widen_channels = tuple(int(v) for v in widen.split(","))
-            except ValueError:
-                raise typer.BadParameter(
-                    "--widen takes comma-separated channel counts, e.g. 24,48,96,192,384"
-                ) from None
+        weights_ce = _number_list(class_weights, float, "--class-weights",
+                                  "numbers, e.g. 1,1,2,1,1,1,2,5,2,3,1,1")
+        if widen and init is None:
+            raise typer.BadParameter("--widen needs --init: the network to widen")
+        widen_channels = _number_list(widen, int, "--widen",
+                                      "channel counts, e.g. 24,48,96,192,384")
         cfg = TrainConfig(synth=SynthConfig(patch=(patch, patch), p_offmid=p_offmid),
                           class_weights=weights_ce, steps=steps,
                           batch_size=batch, lr=lr, seed=seed, threads=threads,

@@ -344,16 +344,23 @@ def phantom_fingerprint() -> str:
     the superior articular processes, rounded endplates or cauda equina strands of the
     phantoms they were tested on; docs/model.md, *v1.4*.)
     """
-    import hashlib
     import inspect
 
     import spinemetrics.phantom as ph
 
-    h = hashlib.sha256()
+    chunks = []
     for f in sorted(Path(ph.__file__).parent.glob("*.py")):
-        h.update(f.name.encode())
-        h.update(f.read_bytes())
-    h.update(inspect.getsource(_phantom_sub).encode())
+        chunks += [f.name.encode(), f.read_bytes()]
+    return _sha16(chunks + [inspect.getsource(_phantom_sub).encode()])
+
+
+def _sha16(chunks: list[bytes]) -> str:
+    """First 16 hex digits of the SHA-256 of ``chunks`` in order (the cache fingerprints)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for c in chunks:
+        h.update(c)
     return h.hexdigest()[:16]
 
 
@@ -509,15 +516,12 @@ def real_sources_fingerprint() -> str:
     ``totalseg.npz`` files carry it; one written by other code is rebuilt (until 2026-11-27
     they carried none, so a change of sub-label numbering went unnoticed by old caches).
     """
-    import hashlib
     import inspect
 
-    h = hashlib.sha256()
-    for fn in (base_lut, _blobs, _shell, resample_nearest_iso, from_contract_seg,
-               _spineps_to_contract, panoptica_sources, _ts_source, totalseg_sources):
-        h.update(inspect.getsource(fn).encode())
-    h.update(repr((_BLOB0, _ORGAN0, _N_ORGAN_IDS, _UNKNOWN0, IGNORE)).encode())
-    return h.hexdigest()[:16]
+    builders = (base_lut, _blobs, _shell, resample_nearest_iso, from_contract_seg,
+                _spineps_to_contract, panoptica_sources, _ts_source, totalseg_sources)
+    return _sha16([inspect.getsource(fn).encode() for fn in builders]
+                  + [repr((_BLOB0, _ORGAN0, _N_ORGAN_IDS, _UNKNOWN0, IGNORE)).encode()])
 
 
 def _cached(cache_dir: Path | None, key: str, build) -> list[LabelSource]:

@@ -98,3 +98,18 @@ def test_ctrl_c_exits_130_with_one_line_and_the_rerun_finishes(batch_inputs, tmp
     monkeypatch.delenv("SM_TEST_CTRL_C")
     rc = main(args)
     assert rc == 0 and "1 analysed, 1 already done" in capsys.readouterr().err
+
+
+def test_usage_errors_are_a_short_message_not_a_traceback(tmp_path, capsys):
+    """Unknown options and malformed option values (typer ≥ 0.20 raises its own copy of
+    click's exceptions) end with click's usage message and exit code 2."""
+    for argv, expected in (
+        (["measure", "--bogus"], "No such option: --bogus"),
+        (["train", "-o", str(tmp_path), "--class-weights", "1,x"], "comma-separated"),
+        (["train", "-o", str(tmp_path), "--widen", "24,48"], "--widen needs --init"),
+    ):
+        rc = main(argv)
+        err = capsys.readouterr().err
+        assert rc == 2, argv
+        assert expected in err and "Traceback" not in err, err
+    assert not any(tmp_path.iterdir())  # nothing trained or written

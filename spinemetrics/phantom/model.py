@@ -1148,7 +1148,7 @@ def _posterior_elements(an: Anatomy, v: str) -> list[Shape]:
     # mid-line block centred on the mid-vertebral plane: its anterior face is exactly the
     # plane a = −D/2 − canal_ap at u = 0 (canal_ap truth)
     se("lamina_mid", (0.0, pw - C - Lt / 2.0, 0.0), (5.0, Lt / 2.0, 0.3 * Hm), 6.0)
-    sp_len = 30.0 if kind == "L" else 26.0
+    sp_len = _spinous_length_mm(v)
     se(
         "spinous",
         (0.0, pw - C - Lt - sp_len / 2.0 + 3.0, -0.15 * Hm),
@@ -1157,6 +1157,11 @@ def _posterior_elements(an: Anatomy, v: str) -> list[Shape]:
         _rot_x(-12.0),
     )
     return out
+
+
+def _spinous_length_mm(v: str) -> float:
+    """Length (mm, AP) of the spinous process of vertebra ``v`` (lumbar 30, thoracic 26)."""
+    return 30.0 if v.startswith("L") else 26.0
 
 
 def _s1_articular(an: Anatomy) -> list[Shape]:
@@ -1441,14 +1446,14 @@ def _posterior_midline(an: Anatomy) -> list[Shape]:
     """
     p = an.params
     out: list[Shape] = []
-    verts = [v for v in p.vertebrae if v in an.bodies]
-    for v in verts:
+    for v in [v for v in p.vertebrae if v in an.bodies]:
         b = an.bodies[v]
         back = -b.depth_mm / 2.0 - p.canal_ap_mm[v] - p.lamina_thickness_mm  # lamina's back
-        sp_len = 30.0 if v.startswith("L") else 26.0
+        sp_len = _spinous_length_mm(v)
         depth = 0.85 * sp_len
-        below = [d for d in p.discs if d.startswith(f"{v}-")]
-        hd = an.discs[below[0]].height_at(0.0) if below and below[0] in an.discs else 8.0
+        disc = next((an.discs[d] for d in p.discs if d.startswith(f"{v}-") and d in an.discs),
+                    None)
+        hd = disc.height_at(0.0) if disc is not None else 8.0
         if p.multifidus_width_mm > 0.0:
             w = p.multifidus_width_mm
             for sgn in (-1.0, 1.0):
@@ -1457,8 +1462,8 @@ def _posterior_midline(an: Anatomy) -> list[Shape]:
                     b.to_anat(sgn * (3.0 + w / 2.0), back + 3.0 - depth / 2.0, -hd / 2.0),
                     b.axes, (w / 2.0, depth / 2.0, b.height_mm / 2.0 + hd / 2.0 + 2.0), 4.0,
                     name="multifidus"))
-        if p.interspinous_half_width_mm > 0.0 and below and below[0] in an.discs:
-            fatty = p.interspinous_fatty.get(below[0], False)
+        if p.interspinous_half_width_mm > 0.0 and disc is not None:
+            fatty = p.interspinous_fatty.get(disc.name, False)
             out.append(SuperEllipsoid(
                 Structure.background, 0, T.SUBCUT_FAT if fatty else T.LIGAMENT,
                 b.to_anat(0.0, back + 2.0 - (sp_len - 6.0) / 2.0, -b.height_mm / 2.0 - hd / 2.0),

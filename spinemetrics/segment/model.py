@@ -146,6 +146,9 @@ def widen_network(
     (network, config) : the widened network (train mode, on the CPU) and its configuration.
     """
     old_cfg = {**DEFAULT_CONFIG, **config}
+    if int(old_cfg["num_res_units"]) != 1:  # the layer names of _unet_channel_maps
+        raise ModelError("widen_network supports UNets with num_res_units=1 (the shipped "
+                         f"architecture), not {old_cfg['num_res_units']}")
     channels = [int(c) for c in channels]
     if len(channels) != len(old_cfg["channels"]) or any(
         c < o for c, o in zip(channels, old_cfg["channels"], strict=True)

@@ -235,3 +235,6 @@ def test_widening_refuses_a_narrower_or_shallower_network():
         widen_network(net, cfg, (4, 6, 16))
     with pytest.raises(ModelError, match="as many"):
         widen_network(net, cfg, (4, 8, 16, 32))
+    two_units = {**cfg, "num_res_units": 2}
+    with pytest.raises(ModelError, match="num_res_units=1"):
+        widen_network(build_network(two_units), two_units, (8, 16, 32))
